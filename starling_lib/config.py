@@ -1,0 +1,206 @@
+"""Dataclass configs, one per pipeline stage, and the presets that bundle them.
+
+A preset is a set of config instances, not flags scattered through the code:
+
+- ``smoke``: CI; every notebook finishes in under a minute on 2 CPU cores.
+- ``tiny``:  the default of ``make reproduce``; all notebooks together within 15 minutes on
+  2 CPU cores and 4 GiB of memory, with results that show the effect being studied.
+- ``full``:  the paper's scale: Nectar from the hub, 7B models on GPUs, a GPT-4 judge.
+
+Later stages (judge, reward model, policy, evaluation) add their own config class here and a
+field on :class:`Preset`. ``get_preset("tiny", ["world.n_prompts=50"])`` returns a fresh copy
+with overrides applied, so callers never mutate the shared presets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and how computation runs."""
+
+    seed: int = 0
+    """Global seed for Python, NumPy and torch."""
+    device: str = "auto"
+    """``auto`` picks CUDA when present, else CPU; or an explicit torch device string."""
+    bf16: bool = True
+    """Use bfloat16 autocast where the device supports it (about 2x faster on this CPU)."""
+    num_threads: int | None = None
+    """torch intra-op threads; ``None`` keeps torch's default (all cores)."""
+
+
+@dataclass
+class DataConfig:
+    """Which preference data a run reads."""
+
+    source: str = "tinyworld"
+    """``tinyworld`` (generated offline), a local JSONL/Parquet/rating-log path, or a hub id."""
+    k: int = 7
+    """Answers per prompt (Nectar has 7)."""
+    strict: bool = True
+    """Raise on the first malformed row (``True``) or drop bad rows and report counts."""
+    max_prompts: int | None = None
+    """Use at most this many prompts (``None``: all)."""
+
+
+@dataclass
+class TinyWorldConfig:
+    """The synthetic Nectar-format world with a known gold reward."""
+
+    n_prompts: int = 400
+    """Prompts generated; each gets ``k`` answers from the simulated models."""
+    k: int = 7
+    """Answers per prompt."""
+    temperature: float = 0.5
+    """Plackett-Luce temperature when sampling ranks from gold rewards (0 = exact gold order)."""
+    multi_turn_fraction: float = 0.2
+    """Fraction of prompts with an earlier Human/Assistant exchange before the last question."""
+    harmful_fraction: float = 0.15
+    """Fraction of prompts that are not good natured (the harmless answer declines)."""
+    seed: int = 0
+    """Seed of the generator; the same seed gives byte-identical output."""
+
+
+@dataclass
+class TokenizerConfig:
+    """Byte-level BPE tokenizer trained locally on tiny-world text."""
+
+    vocab_size: int = 2048
+    """Target vocabulary size, special tokens included."""
+    min_frequency: int = 2
+    """Minimum pair frequency for a BPE merge."""
+    n_corpus_prompts: int = 2000
+    """Tiny-world prompts (with all their answers) used as the training corpus."""
+
+
+@dataclass
+class ModelConfig:
+    """A causal LM or reward-model backbone: tiny from config, or pretrained by name."""
+
+    name_or_path: str | None = None
+    """Pretrained checkpoint (hub id or folder); when ``None`` a tiny model is built from config."""
+    arch: str = "llama"
+    """Tiny architecture: ``llama`` or ``mistral``."""
+    hidden_size: int = 256
+    """Width of the residual stream."""
+    num_hidden_layers: int = 4
+    """Transformer blocks."""
+    num_attention_heads: int = 4
+    """Query heads."""
+    num_key_value_heads: int = 2
+    """Key/value heads (grouped-query attention when fewer than query heads)."""
+    intermediate_size: int = 688
+    """MLP width."""
+    max_position_embeddings: int = 512
+    """Longest sequence the model accepts."""
+
+
+@dataclass
+class Preset:
+    """A named bundle of stage configs; pass it (or one of its fields) to library calls."""
+
+    name: str
+    """``smoke``, ``tiny`` or ``full`` (or a user's own)."""
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    """Device, precision and seed."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Preference data source."""
+    world: TinyWorldConfig = field(default_factory=TinyWorldConfig)
+    """Synthetic world (used when ``data.source == 'tinyworld'``)."""
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    """Tokenizer trained for tiny models."""
+    policy_model: ModelConfig = field(default_factory=ModelConfig)
+    """The policy (chat) model: tiny Llama here, OpenChat 3.5 in ``full``."""
+    reward_model: ModelConfig = field(default_factory=ModelConfig)
+    """The reward-model backbone: tiny Llama here, Llama-2-7b-chat (Starling-RM) in ``full``."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _smoke() -> Preset:
+    return Preset(
+        name="smoke",
+        world=TinyWorldConfig(n_prompts=60),
+        tokenizer=TokenizerConfig(vocab_size=512, n_corpus_prompts=200),
+        policy_model=ModelConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                 num_key_value_heads=1, intermediate_size=172,
+                                 max_position_embeddings=256),
+        reward_model=ModelConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                 num_key_value_heads=1, intermediate_size=172,
+                                 max_position_embeddings=256),
+        data=DataConfig(max_prompts=60),
+    )
+
+
+def _tiny() -> Preset:
+    return Preset(name="tiny")
+
+
+def _full() -> Preset:
+    return Preset(
+        name="full",
+        data=DataConfig(source="berkeley-nest/Nectar"),
+        # The paper's models: Starling-LM-7B-alpha was tuned from OpenChat 3.5; Starling-RM-7B-alpha
+        # is a Llama-2-7b-chat trunk with a scalar head.
+        policy_model=ModelConfig(name_or_path="openchat/openchat_3.5", max_position_embeddings=8192),
+        reward_model=ModelConfig(name_or_path="meta-llama/Llama-2-7b-chat-hf",
+                                 max_position_embeddings=4096),
+        tokenizer=TokenizerConfig(),
+    )
+
+
+PRESETS: dict[str, typing.Callable[[], Preset]] = {"smoke": _smoke, "tiny": _tiny, "full": _full}
+DEFAULT_PRESET = "tiny"
+
+
+def get_preset(name: str = DEFAULT_PRESET, overrides: typing.Iterable[str] = ()) -> Preset:
+    """A fresh copy of preset ``name`` with ``section.field=value`` overrides applied."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    preset = PRESETS[name]()
+    for item in overrides:
+        apply_override(preset, item)
+    return preset
+
+
+def apply_override(preset: Preset, item: str) -> None:
+    """Set ``section.field=value`` in place, converting ``value`` to the field's type."""
+    key, sep, raw = item.partition("=")
+    if not sep or "." not in key:
+        raise ValueError(f"override {item!r} must look like section.field=value, e.g. world.n_prompts=50")
+    section_name, field_name = key.strip().split(".", 1)
+    section = getattr(preset, section_name, None)
+    if section is None or not dataclasses.is_dataclass(section):
+        sections = [f.name for f in dataclasses.fields(preset) if dataclasses.is_dataclass(getattr(preset, f.name))]
+        raise ValueError(f"override {item!r}: no config section {section_name!r}; sections: {sections}")
+    hints = typing.get_type_hints(type(section))
+    if field_name not in hints:
+        raise ValueError(f"override {item!r}: {type(section).__name__} has no field {field_name!r}; "
+                         f"fields: {sorted(hints)}")
+    setattr(section, field_name, _coerce(raw.strip(), hints[field_name], item))
+
+
+def _coerce(raw: str, hint, item: str):
+    args = typing.get_args(hint)
+    if raw.lower() in ("none", "null") and type(None) in args:
+        return None
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    try:
+        if base is bool:
+            if raw.lower() in ("1", "true", "yes"):
+                return True
+            if raw.lower() in ("0", "false", "no"):
+                return False
+            raise ValueError("expected true or false")
+        return base(raw)
+    except ValueError as exc:
+        raise ValueError(f"override {item!r}: cannot read {raw!r} as {getattr(base, '__name__', base)}: {exc}") from None
