@@ -1,0 +1,102 @@
+"""Nectar rows as training examples: listwise (K answers best-first) and pairwise (chosen/rejected).
+
+Rows are validated Nectar rows (:func:`starling_lib.data.nectar.load_nectar`): ranks are distinct
+whole numbers, rank 1 = best. Prompts become chat messages (``prompt_to_messages``), so the examples
+drop straight into TRL's conversational preference format::
+
+    {"prompt": [{"role": "user", "content": ...}, ...],
+     "chosen": [{"role": "assistant", "content": better}],
+     "rejected": [{"role": "assistant", "content": worse}]}
+
+The K-wise reward model of the Starling paper trains on all K(K-1)/2 pairs of a prompt (21 for K=7);
+``mode="adjacent"`` keeps only the K-1 neighbouring pairs of the ranking.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import datasets
+
+from starling_lib.data.nectar import prompt_to_messages
+
+PAIR_MODES = ("all", "adjacent")
+
+MESSAGES = [{"role": datasets.Value("string"), "content": datasets.Value("string")}]
+LISTWISE_FEATURES = datasets.Features({
+    "prompt": MESSAGES,
+    "answers": [datasets.Value("string")],
+    "models": [datasets.Value("string")],
+    "ranks": [datasets.Value("float64")],
+})
+PAIRWISE_FEATURES = datasets.Features({
+    "prompt": MESSAGES,
+    "chosen": MESSAGES,
+    "rejected": MESSAGES,
+    "prompt_index": datasets.Value("int64"),
+    "n_pairs": datasets.Value("int64"),
+})
+
+
+def _best_first(row: dict) -> list[dict]:
+    return sorted(row["answers"], key=lambda answer: answer["rank"])
+
+
+def to_listwise(row: dict) -> dict:
+    """``{"prompt": messages, "answers": [best .. worst], "models": [...], "ranks": [...]}``."""
+    ranked = _best_first(row)
+    return {
+        "prompt": prompt_to_messages(row["prompt"]),
+        "answers": [a["answer"] for a in ranked],
+        "models": [a["model"] for a in ranked],
+        "ranks": [a["rank"] for a in ranked],
+    }
+
+
+def pairs_per_prompt(k: int, mode: str = "all") -> int:
+    """Pairs :func:`to_pairwise` makes from K answers: K(K-1)/2 for ``"all"``, K-1 for ``"adjacent"``."""
+    if mode not in PAIR_MODES:
+        raise ValueError(f"mode must be one of {PAIR_MODES}, got {mode!r}")
+    return k * (k - 1) // 2 if mode == "all" else k - 1
+
+
+def to_pairwise(row: dict, mode: str = "all") -> list[dict]:
+    """Preference pairs from one row; in each, ``chosen`` has a strictly better (lower) rank."""
+    if mode not in PAIR_MODES:
+        raise ValueError(f"mode must be one of {PAIR_MODES}, got {mode!r}")
+    ranked = _best_first(row)
+    pairs = combinations(ranked, 2) if mode == "all" else zip(ranked, ranked[1:])
+    messages = prompt_to_messages(row["prompt"])
+    return [
+        {"prompt": messages,
+         "chosen": [{"role": "assistant", "content": better["answer"]}],
+         "rejected": [{"role": "assistant", "content": worse["answer"]}]}
+        for better, worse in pairs
+    ]
+
+
+def listwise_dataset(dataset: datasets.Dataset) -> datasets.Dataset:
+    """:func:`to_listwise` over a Nectar dataset, one row per prompt."""
+    return dataset.map(to_listwise, remove_columns=dataset.column_names, features=LISTWISE_FEATURES)
+
+
+def _pairwise_batch(batch: dict, indices: list[int], mode: str) -> dict:
+    out = {name: [] for name in PAIRWISE_FEATURES}
+    for i, index in enumerate(indices):
+        pairs = to_pairwise({"prompt": batch["prompt"][i], "answers": batch["answers"][i]}, mode)
+        for pair in pairs:
+            for name in ("prompt", "chosen", "rejected"):
+                out[name].append(pair[name])
+            out["prompt_index"].append(index)
+            out["n_pairs"].append(len(pairs))
+    return out
+
+
+def pairwise_dataset(dataset: datasets.Dataset, mode: str = "all") -> datasets.Dataset:
+    """:func:`to_pairwise` over a Nectar dataset: columns prompt, chosen, rejected, prompt_index
+    (row of ``dataset`` the pair came from) and n_pairs (pairs made from that row)."""
+    if mode not in PAIR_MODES:
+        raise ValueError(f"mode must be one of {PAIR_MODES}, got {mode!r}")
+    # A batched map may return more rows than it gets: one prompt expands to its pairs.
+    return dataset.map(_pairwise_batch, batched=True, with_indices=True, fn_kwargs={"mode": mode},
+                       remove_columns=dataset.column_names, features=PAIRWISE_FEATURES)
