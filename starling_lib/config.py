@@ -70,8 +70,10 @@ class TinyWorldConfig:
 class TokenizerConfig:
     """Byte-level BPE tokenizer trained locally on tiny-world text."""
 
-    vocab_size: int = 2048
-    """Target vocabulary size, special tokens included."""
+    vocab_size: int = 1024
+    """Target vocabulary size, special tokens included. BPE stops early when the corpus runs out of
+    pairs seen ``min_frequency`` times: the tiny-world corpus (a few hundred distinct words) fills
+    about 1,000 entries, so a larger target would only be a promise the tokenizer cannot keep."""
     min_frequency: int = 2
     """Minimum pair frequency for a BPE merge."""
     n_corpus_prompts: int = 2000
