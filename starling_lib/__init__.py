@@ -5,4 +5,10 @@ data / models / losses / config at the bottom; judge, reward, policy above them;
 bias and evaluation above those; cli and notebooks on top.
 """
 
+import warnings
+
 __version__ = "0.1.0"
+
+# `datasets` imports tqdm.auto, which in a Jupyter kernel without ipywidgets warns on every import.
+# Progress bars are switched off in notebooks anyway (plotting.start_notebook); keep outputs clean.
+warnings.filterwarnings("ignore", message="IProgress not found")

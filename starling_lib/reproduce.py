@@ -1,0 +1,139 @@
+"""Run the numbered notebooks headless with papermill: the engine of ``make reproduce``.
+
+Each notebook ``notebooks/NN_name.ipynb`` is executed into the ignored ``runs/<preset>/`` folder
+with its parameters cell set (``preset``, ``seed``, ``figures_dir``, ``shared_data_dir``); the
+notebook itself writes figures and results through ``starling_lib.plotting``. A failure names
+the notebook and the cell (its position in the source notebook, and its first line) and points
+at the executed copy that holds the traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from . import paths
+
+KERNEL_NAME = "starling-python3"
+_NUMBERED = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.ipynb$")
+
+
+class ReproduceError(RuntimeError):
+    """A notebook failed; the message names the notebook and cell."""
+
+    def __init__(self, notebook: Path, message: str, executed: Path | None = None):
+        self.notebook = notebook
+        self.executed = executed
+        super().__init__(message)
+
+
+@dataclass
+class NotebookRun:
+    """One executed notebook."""
+
+    notebook: str
+    output: str
+    seconds: float
+
+
+def numbered_notebooks(only: Iterable[str] | str | None = None, folder: Path | None = None) -> list[Path]:
+    """Notebooks ``NN_*.ipynb`` in order; ``only`` picks numbers, e.g. ``"01,03"`` or ``["01"]``."""
+    folder = Path(folder or paths.NOTEBOOKS)
+    found = sorted(p for p in folder.glob("*.ipynb") if _NUMBERED.match(p.name))
+    if only is None:
+        return found
+    wanted = [w.strip().zfill(2) for w in (only.split(",") if isinstance(only, str) else only) if w.strip()]
+    numbers = {p.name[:2] for p in found}
+    missing = [w for w in wanted if w not in numbers]
+    if missing:
+        raise ReproduceError(folder, f"no notebook numbered {', '.join(missing)} in {folder} "
+                                     f"(have: {', '.join(sorted(numbers)) or 'none'})")
+    return [p for p in found if p.name[:2] in wanted]
+
+
+def reproduce(preset: str = "tiny", only=None, seed: int = 0, figures_dir: Path | None = None,
+              runs_dir: Path | None = None, shared_data_dir: Path | None = None,
+              notebooks_dir: Path | None = None, log: Callable[[str], None] = print) -> list[NotebookRun]:
+    """Execute the numbered notebooks in order; stop at the first failure with a ReproduceError."""
+    import papermill
+
+    notebooks = numbered_notebooks(only, notebooks_dir)
+    out_dir = Path(runs_dir or paths.runs_dir()) / preset
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kernel = _ensure_kernel(out_dir.parent)
+    parameters = {
+        "preset": preset,
+        "seed": seed,
+        "figures_dir": str(figures_dir) if figures_dir else None,
+        "shared_data_dir": str(shared_data_dir) if shared_data_dir else None,
+    }
+    # Notebooks put their caches (tiny assets, checkpoints) under paths.runs_dir(): the same root.
+    environment = {"STARLING_RUNS": str(out_dir.parent)}
+    runs = []
+    for i, notebook in enumerate(notebooks, 1):
+        output = out_dir / notebook.name
+        log(f"[{i}/{len(notebooks)}] {notebook.stem} (preset {preset}) ...")
+        start = time.perf_counter()
+        try:
+            with _environment(environment):
+                papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel,
+                                           progress_bar=False, cwd=str(paths.ROOT))
+        except papermill.PapermillExecutionError as err:
+            raise ReproduceError(notebook, _describe_failure(notebook, output, err), output) from None
+        except Exception as err:  # kernel died, notebook unreadable, missing parameters cell ...
+            raise ReproduceError(notebook, f"notebook {notebook.name} could not run: "
+                                           f"{type(err).__name__}: {err}", output) from None
+        seconds = time.perf_counter() - start
+        log(f"[{i}/{len(notebooks)}] {notebook.stem} done in {seconds:.1f} s -> {output}")
+        runs.append(NotebookRun(notebook.name, str(output), seconds))
+    return runs
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """Set environment variables for the kernels started inside the block, then restore them."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _describe_failure(notebook: Path, output: Path, err) -> str:
+    cells = json.loads(notebook.read_text())["cells"]
+    failing = "".join(err.source) if isinstance(err.source, list) else (err.source or "")
+    index = next((i for i, c in enumerate(cells) if "".join(c.get("source", "")) == failing), None)
+    where = f"cell {index + 1} of {len(cells)}" if index is not None else f"execution count {err.exec_count}"
+    first_line = failing.strip().splitlines()[0] if failing.strip() else ""
+    return (f"notebook {notebook.name} failed at {where} ({first_line!r}): {err.ename}: {err.evalue}\n"
+            f"  the executed copy with the full traceback: {output}")
+
+
+def _ensure_kernel(base: Path) -> str:
+    """A kernelspec for *this* interpreter, found first on JUPYTER_PATH.
+
+    Without it papermill resolves ``python3`` through the user's Jupyter folders, which may
+    point at another Python without this package installed.
+    """
+    folder = base / ".jupyter" / "kernels" / KERNEL_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python 3 (starling)", "language": "python"}
+    (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
+    jupyter_path = str(base / ".jupyter")
+    existing = os.environ.get("JUPYTER_PATH", "")
+    if jupyter_path not in existing.split(os.pathsep):
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (jupyter_path, existing) if p)
+    return KERNEL_NAME
