@@ -3,7 +3,9 @@
 - ``OPENCHAT_TEMPLATE``: OpenChat 3.5 / Starling-LM-7B-alpha ("GPT4 Correct" format), the
   template shipped in ``openchat/openchat_3.5``'s ``tokenizer_config.json``.
 - ``LLAMA2_TEMPLATE``: Llama-2 chat (``[INST] ... [/INST]``), the format of Starling-RM-7B-alpha,
-  whose trunk is Llama-2-7b-chat; the template of ``meta-llama/Llama-2-7b-chat-hf``.
+  whose trunk is Llama-2-7b-chat; the template of ``meta-llama/Llama-2-7b-chat-hf``. (The
+  Starling-RM model card's own inference example builds its strings by hand with the same
+  ``[INST]`` markers; the reward-model loader handles that checkpoint's specifics.)
 
 Set one on a tokenizer (``tokenizer.chat_template = OPENCHAT_TEMPLATE``) and use
 ``tokenizer.apply_chat_template``, or call :func:`render_chat` with no tokenizer at all.
