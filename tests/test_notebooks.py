@@ -1,0 +1,61 @@
+"""Every numbered notebook runs headless on the smoke preset and writes its figures and results.
+
+The notebooks write into temporary folders here, so the committed tiny-preset figures are never
+touched by the test suite.
+"""
+
+import json
+
+import pytest
+
+from starling_lib.reproduce import numbered_notebooks, reproduce
+
+pytestmark = pytest.mark.slow
+
+
+def run_notebook(tmp_path, notebook, shared_data_dir=None):
+    figures = tmp_path / "figures"
+    runs = reproduce("smoke", only=notebook.name[:2], figures_dir=figures, runs_dir=tmp_path / "runs",
+                     shared_data_dir=shared_data_dir, log=lambda line: None)
+    return figures, runs
+
+
+@pytest.mark.parametrize("notebook", numbered_notebooks(), ids=lambda p: p.stem)
+def test_notebook_runs_on_smoke_preset(tmp_path, notebook):
+    figures, runs = run_notebook(tmp_path, notebook)
+    number = notebook.name[:2]
+    assert [run.notebook for run in runs] == [notebook.name]
+
+    results = json.loads((figures / f"{number}_results.json").read_text())
+    assert (results["notebook"], results["preset"], results["seed"]) == (notebook.stem, "smoke", 0)
+    assert results["results"], "a notebook must report its headline numbers"
+
+    manifest = json.loads((figures / "MANIFEST.json").read_text())
+    assert manifest, "a notebook must save at least one figure"
+    for name, entry in manifest.items():
+        assert name.startswith(f"{number}_") and entry["preset"] == "smoke"
+        for file in entry["files"]:
+            assert (figures / file).stat().st_size > 1000, f"{file} is empty"
+
+    executed = json.loads((tmp_path / "runs" / "smoke" / notebook.name).read_text())
+    errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert not errors
+
+
+def test_tour_reads_every_published_rating_row(tmp_path, ratings_dir):
+    tour = next(p for p in numbered_notebooks() if p.name.startswith("00_"))
+    figures, _ = run_notebook(tmp_path, tour, shared_data_dir=ratings_dir.parent)
+    logs = json.loads((figures / "00_results.json").read_text())["results"]["rating_logs"]
+    assert logs["rows"] == logs["valid"] == 1143
+    assert sum(logs["per_strategy"].values()) == 1143
+
+
+def test_tour_falls_back_to_the_tiny_world_without_shared_data(tmp_path):
+    tour = next(p for p in numbered_notebooks() if p.name.startswith("00_"))
+    empty = tmp_path / "no_shared_data"  # hides ../shared/data even where it exists
+    empty.mkdir()
+    figures, _ = run_notebook(tmp_path, tour, shared_data_dir=empty)
+    results = json.loads((figures / "00_results.json").read_text())["results"]
+    assert results["rating_logs"] == {"rows": 0, "valid": 0, "per_strategy": None}
+    assert results["tiny_world"]["prompts"] == 60
+    assert results["parameters"]["policy"] > 0
