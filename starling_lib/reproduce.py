@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,7 @@ def reproduce(preset: str = "tiny", only=None, seed: int = 0, figures_dir: Path 
         try:
             with _environment(environment):
                 papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel,
-                                           progress_bar=False, cwd=str(paths.ROOT))
+                                           progress_bar=False, cwd=str(paths.ROOT), config=_ipc_config(out_dir.parent))
         except papermill.PapermillExecutionError as err:
             raise ReproduceError(notebook, _describe_failure(notebook, output, err), output) from None
         except Exception as err:  # kernel died, notebook unreadable, missing parameters cell ...
@@ -109,6 +110,18 @@ def _environment(values: dict[str, str]):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _ipc_config(base: Path):
+    """Talk to the kernel over local Unix sockets under ``runs/`` instead of TCP on localhost: no
+    open port, and no "running over TCP without encryption" warning on every notebook."""
+    from traitlets.config import Config
+
+    sockets = base / ".jupyter" / "ipc"
+    if len(str(sockets)) > 80:  # a Unix socket path must fit in 108 bytes, "/kernel-<port>" included
+        sockets = Path(tempfile.gettempdir()) / f"starling-ipc-{os.getuid()}"
+    sockets.mkdir(parents=True, exist_ok=True)
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "kernel")}})
 
 
 def _describe_failure(notebook: Path, output: Path, err) -> str:
