@@ -68,7 +68,8 @@ def reproduce(preset: str = "tiny", only=None, seed: int = 0, figures_dir: Path 
     notebooks = numbered_notebooks(only, notebooks_dir)
     out_dir = Path(runs_dir or paths.runs_dir()) / preset
     out_dir.mkdir(parents=True, exist_ok=True)
-    kernel = _ensure_kernel(out_dir.parent)
+    kernel_path = _write_kernelspec(out_dir.parent)
+    ipc = _ipc_config(out_dir.parent)
     parameters = {
         "preset": preset,
         "seed": seed,
@@ -76,7 +77,9 @@ def reproduce(preset: str = "tiny", only=None, seed: int = 0, figures_dir: Path 
         "shared_data_dir": str(shared_data_dir) if shared_data_dir else None,
     }
     # Notebooks put their caches (tiny assets, checkpoints) under paths.runs_dir(): the same root.
-    environment = {"STARLING_RUNS": str(out_dir.parent)}
+    # Our kernelspec comes first on JUPYTER_PATH, only while the notebooks run.
+    existing = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != kernel_path]
+    environment = {"STARLING_RUNS": str(out_dir.parent), "JUPYTER_PATH": os.pathsep.join([kernel_path, *existing])}
     runs = []
     for i, notebook in enumerate(notebooks, 1):
         output = out_dir / notebook.name
@@ -84,8 +87,9 @@ def reproduce(preset: str = "tiny", only=None, seed: int = 0, figures_dir: Path 
         start = time.perf_counter()
         try:
             with _environment(environment):
-                papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel,
-                                           progress_bar=False, cwd=str(paths.ROOT), config=_ipc_config(out_dir.parent))
+                papermill.execute_notebook(str(notebook), str(output), parameters=parameters,
+                                           kernel_name=KERNEL_NAME, progress_bar=False, cwd=str(paths.ROOT),
+                                           config=ipc)
         except papermill.PapermillExecutionError as err:
             raise ReproduceError(notebook, _describe_failure(notebook, output, err), output) from None
         except Exception as err:  # kernel died, notebook unreadable, missing parameters cell ...
@@ -134,8 +138,9 @@ def _describe_failure(notebook: Path, output: Path, err) -> str:
             f"  the executed copy with the full traceback: {output}")
 
 
-def _ensure_kernel(base: Path) -> str:
-    """A kernelspec for *this* interpreter, found first on JUPYTER_PATH.
+def _write_kernelspec(base: Path) -> str:
+    """Write a kernelspec for *this* interpreter under ``base/.jupyter``; return that folder for
+    JUPYTER_PATH.
 
     Without it papermill resolves ``python3`` through the user's Jupyter folders, which may
     point at another Python without this package installed.
@@ -145,8 +150,4 @@ def _ensure_kernel(base: Path) -> str:
     spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": "Python 3 (starling)", "language": "python"}
     (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
-    jupyter_path = str(base / ".jupyter")
-    existing = os.environ.get("JUPYTER_PATH", "")
-    if jupyter_path not in existing.split(os.pathsep):
-        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (jupyter_path, existing) if p)
-    return KERNEL_NAME
+    return str(base / ".jupyter")
