@@ -103,6 +103,63 @@ class ModelConfig:
 
 
 @dataclass
+class JudgeConfig:
+    """An LLM judge behind any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, a local server)."""
+
+    model: str = "tiny-judge"
+    """Model name sent to the server (``gpt-4-0613`` in the paper)."""
+    base_url: str | None = None
+    """Endpoint; ``None`` reads ``$STARLING_JUDGE_BASE_URL`` then ``$OPENAI_BASE_URL`` (else OpenAI)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the API key; the key itself never lives in a config or file."""
+    max_concurrency: int = 32
+    """Requests in flight at once (async client)."""
+    max_retries: int = 6
+    """Retries per item on 429 / 5xx / timeouts / connection errors / malformed answers."""
+    timeout_s: float = 120.0
+    """Per-request timeout in seconds."""
+    backoff_base_s: float = 1.0
+    """First backoff delay; doubles per retry, with full jitter, unless the server sends Retry-After."""
+    backoff_max_s: float = 60.0
+    """Cap on one backoff delay (Retry-After included)."""
+    temperature: float = 0.0
+    """Sampling temperature sent with every request (part of the cache key)."""
+    max_tokens: int = 2048
+    """Completion token limit sent with every request (part of the cache key)."""
+    cache_path: str | None = None
+    """SQLite answer cache; ``None`` means ``<runs>/judge/cache.sqlite``."""
+    prices: dict[str, list[float]] = field(default_factory=dict)
+    """Overrides of the price table: ``{model: [usd_per_1M_input, usd_per_1M_output]}``."""
+
+
+@dataclass
+class BiasConfig:
+    """The positional-bias study (Figure 6): which strategies, how many prompts, which judge."""
+
+    strategies: list[str] = field(default_factory=lambda: [
+        "no_pairwise", "pairwise_no_given_order", "pairwise_not_random",
+        "baseline_no_tiebreak", "tiebreak_order_given", "tiebreak_order_given_static_2"])
+    """Prompting strategies to run (names of the rating-log folders of the paper)."""
+    n_prompts: int = 200
+    """Tiny-world prompts ranked per strategy in the live study (the real logs have 181-199)."""
+    judge: str = "server"
+    """``simulated`` (in-process), ``server`` (simulated judge behind the local fake OpenAI server,
+    through the real client), or ``api`` (the endpoint of :class:`JudgeConfig`)."""
+    noise: float = 1.0
+    """Gumbel noise scale of the simulated judge, in units of the gold reward's spread."""
+    ci: str = "wilson"
+    """Confidence intervals: ``wilson`` or ``bootstrap``."""
+    confidence: float = 0.95
+    """Confidence level of intervals."""
+    n_bootstrap: int = 2000
+    """Bootstrap resamples (when ``ci == 'bootstrap'``)."""
+    power_n_grid: list[int] = field(default_factory=lambda: [25, 50, 100, 200, 400, 800])
+    """Prompts per study at which the power analysis is evaluated."""
+    power_n_sim: int = 400
+    """Simulated studies per grid point in the power analysis."""
+
+
+@dataclass
 class Preset:
     """A named bundle of stage configs; pass it (or one of its fields) to library calls."""
 
@@ -120,6 +177,10 @@ class Preset:
     """The policy (chat) model: tiny Llama here, OpenChat 3.5 in ``full``."""
     reward_model: ModelConfig = field(default_factory=ModelConfig)
     """The reward-model backbone: tiny Llama here, Llama-2-7b-chat (Starling-RM) in ``full``."""
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    """The LLM judge: the local fake server here, GPT-4 (gpt-4-0613) in ``full``."""
+    bias: BiasConfig = field(default_factory=BiasConfig)
+    """The positional-bias study of notebook 01."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -140,6 +201,7 @@ def _smoke() -> Preset:
                                  num_key_value_heads=1, intermediate_size=172,
                                  max_position_embeddings=256),
         data=DataConfig(max_prompts=60),
+        bias=BiasConfig(n_prompts=40, power_n_grid=[25, 50, 100, 200], power_n_sim=100, n_bootstrap=300),
     )
 
 
@@ -157,6 +219,8 @@ def _full() -> Preset:
         reward_model=ModelConfig(name_or_path="meta-llama/Llama-2-7b-chat-hf",
                                  max_position_embeddings=4096),
         tokenizer=TokenizerConfig(),
+        judge=JudgeConfig(model="gpt-4-0613", max_concurrency=16),
+        bias=BiasConfig(judge="api", n_prompts=200),
     )
 
 
@@ -192,6 +256,20 @@ def apply_override(preset: Preset, item: str) -> None:
 
 
 def _coerce(raw: str, hint, item: str):
+    origin = typing.get_origin(hint)
+    if origin in (list, dict):
+        # Lists: JSON (``[25, 50]``) or comma-separated (``no_pairwise,baseline_no_tiebreak``);
+        # dicts: JSON only.
+        if origin is dict or raw.startswith("["):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"override {item!r}: cannot read {raw!r} as JSON: {exc}") from None
+            if not isinstance(value, origin):
+                raise ValueError(f"override {item!r}: expected a JSON {origin.__name__}, got {raw!r}")
+            return value
+        (element,) = typing.get_args(hint) or (str,)
+        return [_coerce(part.strip(), element, item) for part in raw.split(",") if part.strip()]
     args = typing.get_args(hint)
     if raw.lower() in ("none", "null") and type(None) in args:
         return None
