@@ -4,6 +4,7 @@
     starling data tinyworld [--n-prompts N] [--seed S] [--out FILE] [--json]
     starling presets [NAME] [--json]                     show preset configs
     starling reproduce [--preset tiny] [--only 01,03]    run notebooks headless
+    starling bias DIR... [--reparse] [--json]            first-place frequency by input position
     starling info [--json]                               versions, device, reference data
 
 Every command that reports numbers takes ``--json``. Expected failures (bad data, a failing
@@ -89,6 +90,34 @@ def cmd_reproduce(args) -> int:
     return EXIT_OK
 
 
+def cmd_bias(args) -> int:
+    from .bias import analyze_rating_log, rating_log_folders, strategy_effects
+
+    folders = [folder for path in args.dirs for folder in rating_log_folders(path)]
+    results = [analyze_rating_log(f, reparse=args.reparse, ci=args.ci, confidence=args.confidence) for f in folders]
+    payload = {"reparse": args.reparse, "logs": [r.to_dict() for r in results]}
+    by_name = {r.strategy: r.stats for r in results}
+    if "no_pairwise" in by_name and len(by_name) == len(results):
+        payload["effects_vs_naive"] = strategy_effects(by_name)
+    if args.json:
+        _print_json(payload)
+        return EXIT_OK
+    k = max(r.stats.k for r in results)
+    letters = "".join(chr(65 + i) for i in range(k))
+    print(f"first-place frequency by input position ({'reparsed rating_text' if args.reparse else 'recorded ranking_order'})")
+    print(f"{'strategy':32s} {'n':>4s}  " + " ".join(f"{c:>5s}" for c in letters) + "   chi2 p")
+    for r in results:
+        st = r.stats
+        print(f"{r.strategy:32s} {st.n:4d}  " + " ".join(f"{x:5.3f}" for x in st.first_freq) + f"   {st.p_value:.2g}")
+    if args.reparse:
+        for r in results:
+            rp = r.reparse
+            print(f"{r.strategy}: parsed {rp['n_parsed']}/{rp['n_rows']}, agreement with ranking_order "
+                  f"{rp['n_agree']}/{rp['n_recorded_full']} ({rp['agreement']:.1%}), incomplete {rp['n_incomplete']}, "
+                  f"unparseable {rp['n_unparseable']}")
+    return EXIT_OK
+
+
 def cmd_info(args) -> int:
     from . import package_versions, paths
     from .models import resolve_device
@@ -138,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--seed", type=int, default=0)
     repro.add_argument("--json", action="store_true", help="print the run list as JSON")
     repro.set_defaults(func=cmd_reproduce)
+
+    bias = sub.add_parser("bias", help="positional bias of a judge from rating-log folders (Figure 6)")
+    bias.add_argument("dirs", nargs="+", help="rating-log folders (<strategy>/rankings.jsonl) or a folder of them")
+    bias.add_argument("--reparse", action="store_true",
+                      help="parse GPT-4's rating_text instead of trusting ranking_order, and report agreement")
+    bias.add_argument("--ci", default="wilson", choices=["wilson", "bootstrap"])
+    bias.add_argument("--confidence", type=float, default=0.95)
+    bias.add_argument("--json", action="store_true")
+    bias.set_defaults(func=cmd_bias)
 
     info = sub.add_parser("info", help="versions, device and where data is read from")
     info.add_argument("--json", action="store_true")

@@ -135,3 +135,54 @@ def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["data", "validate"])
     assert exit_info.value.code == 2
+
+
+def test_bias_json_reproduces_figure_6_exactly(capsys, ratings_dir):
+    folders = [str(ratings_dir / name) for name in RATING_STRATEGIES]
+    code, out, err = run_cli(capsys, "bias", *folders, "--json")
+    assert code == 0, err
+    payload = json.loads(out)
+    logs = {log["strategy"]: log for log in payload["logs"]}
+    assert list(logs) == list(RATING_STRATEGIES)
+    naive = logs["no_pairwise"]
+    assert naive["first_counts"] == [61, 60, 34, 19, 9, 6, 6] and naive["n"] == 195
+    assert [round(f, 3) for f in naive["first_freq"]] == [.313, .308, .174, .097, .046, .031, .031]
+    assert all(f == c / 195 for f, c in zip(naive["first_freq"], naive["first_counts"]))
+    assert "reparse" not in naive
+    assert {e["strategy"] for e in payload["effects_vs_naive"]} == set(RATING_STRATEGIES)
+
+
+def test_bias_reparse_reports_agreement_and_counts(capsys, ratings_dir):
+    code, out, err = run_cli(capsys, "bias", str(ratings_dir), "--reparse", "--json")
+    assert code == 0, err
+    logs = json.loads(out)["logs"]
+    assert len(logs) == 6 and sum(log["n"] for log in logs) == 1143
+    for log in logs:
+        rp = log["reparse"]
+        assert rp["agreement"] >= 0.99 and rp["n_agree"] <= rp["n_recorded_full"]
+        assert {"n_incomplete", "n_unparseable", "unparseable_by_reason"} <= set(rp)
+    code, out, _ = run_cli(capsys, "bias", str(ratings_dir / "no_pairwise"), "--reparse")
+    assert code == 0
+    assert "0.313 0.308 0.174 0.097 0.046 0.031 0.031" in out
+    assert "agreement with ranking_order 195/195 (100.0%)" in out
+
+
+def test_bias_counts_unparseable_rows_instead_of_dropping_them(capsys, tmp_path, ratings_dir):
+    lines = (ratings_dir / "no_pairwise" / "rankings.jsonl").read_text().splitlines()[:10]
+    rows = [json.loads(line) for line in lines]
+    rows[3]["rating_text"] = "I am unable to rank these responses."
+    rows[5]["rating_text"] = "[['A', 'B']]"
+    folder = tmp_path / "my_strategy"
+    folder.mkdir()
+    (folder / "rankings.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    code, out, err = run_cli(capsys, "bias", str(folder), "--reparse", "--json")
+    assert code == 0, err
+    rp = json.loads(out)["logs"][0]["reparse"]
+    assert (rp["n_rows"], rp["n_parsed"], rp["n_unparseable"], rp["n_incomplete"]) == (10, 9, 1, 1)
+    assert rp["unparseable_by_reason"] == {"no_ranking": 1} and rp["n_agree"] == 8
+
+
+def test_bias_missing_folder_is_one_clear_line(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "bias", str(tmp_path / "nowhere"))
+    assert code == 1 and out == ""
+    assert err.startswith("starling: error:") and "rankings.jsonl" in err and "Traceback" not in err
