@@ -59,3 +59,23 @@ def test_tour_falls_back_to_the_tiny_world_without_shared_data(tmp_path):
     assert results["rating_logs"] == {"rows": 0, "valid": 0, "per_strategy": None}
     assert results["tiny_world"]["prompts"] == 60
     assert results["parameters"]["policy"] > 0
+
+
+def test_positional_bias_without_shared_data_keeps_the_api_key_out_of_every_file(tmp_path, monkeypatch):
+    """Notebook 01 with no rating logs still runs the live study through the fake server; the API
+    key from the environment reaches the server but no cache, log, output or figure."""
+    secret = "sk-starling-test-" + "9f3c" * 8
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    notebook = next(p for p in numbered_notebooks() if p.name.startswith("01_"))
+    empty = tmp_path / "no_shared_data"
+    empty.mkdir()
+    figures, _ = run_notebook(tmp_path, notebook, shared_data_dir=empty)
+    results = json.loads((figures / "01_results.json").read_text())["results"]
+    assert results["real_logs"] is None
+    live = results["live_tinyworld"]
+    assert live["judge"] == "server" and live["usage"]["requests_sent"] > 0
+    assert all(status.get("ok", 0) == live["n_prompts"] for status in live["status"].values())
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("cache.sqlite") for p in files), "the judge cache should be under runs/"
+    for path in files:
+        assert secret.encode() not in path.read_bytes(), f"API key leaked into {path}"
