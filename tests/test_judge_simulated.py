@@ -106,3 +106,27 @@ def test_rank_rows_keeps_every_row_with_its_status(world):
     assert sorted(good.answer_order) == list(range(7))
     with pytest.raises(TypeError, match="JudgeClient"):
         rank_rows(rows, "no_pairwise", object())
+
+
+def test_fake_server_process_serves_the_simulated_judge_to_the_real_client(tmp_path, world):
+    """`python -m starling_lib.judge.fake_server --judge simulated`: a whole ranking run over HTTP."""
+    import subprocess
+    import sys
+
+    from starling_lib.judge import JudgeClient
+    from starling_lib.judge.rank import ranking_validator
+
+    proc = subprocess.Popen([sys.executable, "-m", "starling_lib.judge.fake_server", "--judge", "simulated"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        base_url = proc.stdout.readline().strip()
+        assert base_url.startswith("http://127.0.0.1:")
+        with JudgeClient(base_url=base_url, cache_path=tmp_path / "cache.sqlite", validate=ranking_validator(7),
+                         progress=False, log=lambda line: None) as client:
+            run = rank_rows(world[:12], "no_pairwise", client)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert run.status_counts == {"ok": 12} and run.judge_report.n_sent == 12
+    local = rank_rows(world[:12], "no_pairwise", SimulatedJudge())
+    assert [it.positions for it in run.items] == [it.positions for it in local.items]

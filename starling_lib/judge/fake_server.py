@@ -383,6 +383,9 @@ def main(argv=None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds slept per request")
     parser.add_argument("--model", default="tiny-judge")
+    parser.add_argument("--judge", default="echo", choices=["echo", "simulated"],
+                        help="echo: a deterministic non-answer; simulated: the position-biased ranking judge "
+                             "(starling_lib.judge.simulated) answering this project's ranking prompts")
     defaults = FaultConfig()
     for name in ("rate_429", "retry_after_s", "retry_after_header", "rate_500", "rate_timeout", "timeout_sleep_s",
                  "rate_malformed_body", "rate_malformed_answer", "max_faults_per_key", "seed"):
@@ -390,7 +393,12 @@ def main(argv=None) -> None:
                             default=getattr(defaults, name))
     args = parser.parse_args(argv)
     faults = FaultConfig(**{k: getattr(args, k) for k in vars(defaults) if hasattr(args, k)})
-    server = FakeOpenAIServer(latency_s=args.latency, faults=faults, model=args.model,
+    responder = None
+    if args.judge == "simulated":
+        from starling_lib.judge.simulated import SimulatedJudge
+
+        responder = SimulatedJudge(seed=args.seed).respond
+    server = FakeOpenAIServer(responder, latency_s=args.latency, faults=faults, model=args.model,
                               host=args.host, port=args.port).start()
     print(server.base_url, flush=True)
     stop = threading.Event()
