@@ -82,3 +82,11 @@ def test_every_real_gpt4_output_parses_to_the_recorded_order(ratings_dir):
             n_agree += parse_ranking(row["rating_text"], row["k"]) == row["ranking_order"]
     assert n_rows == 1143
     assert n_agree == n_rows
+
+
+def test_a_long_near_miss_line_is_refused_not_backtracked():
+    # 60 letters then a stray token: a single regex over the whole list took 2**n steps here.
+    text = "Final ranking: " + ", ".join(["A"] * 60) + " !"
+    with pytest.raises(RankingParseError) as err:
+        parse_ranking(text, 7)
+    assert err.value.reason == "no_ranking"

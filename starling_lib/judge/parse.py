@@ -63,12 +63,12 @@ class ParsedRanking(list):
         return f"ParsedRanking({list(self)}, pattern={self.pattern!r}{extra})"
 
 
-# One item of a list of answer labels: optional quotes or a "Model"/"Assistant" prefix, a single
-# letter, optional closing quote. Items are separated by commas, '>' or semicolons.
-_ITEM = r"""\s*(?:(?:model|assistant|response|answer)\s+)?['"`]?\s*([A-Za-z])\s*['"`]?\s*"""
-_SEP = r"(?:,|>|;|\s+and\s+)"
-_LIST = re.compile(rf"^\s*\[?\s*(?:{_ITEM}{_SEP})*{_ITEM},?\s*\]?\s*\.?\s*$", re.IGNORECASE)
-_ITEM_RE = re.compile(_ITEM, re.IGNORECASE)
+# One item of a list of answer labels: an optional "Model"/"Assistant" prefix, optional quotes, a
+# single letter. Items are separated by commas, '>', semicolons or "and". The segment is split
+# first and each piece matched whole, so the time is linear in the line (a single regex over the
+# whole list backtracks exponentially on long lines that almost match).
+_ITEM = re.compile(r"""(?:(?:model|assistant|response|answer)\s+)?(['"`]?)\s*([A-Za-z])\s*\1""", re.IGNORECASE)
+_SEP = re.compile(r"\s*(?:,|>|;|\band\b)\s*", re.IGNORECASE)
 _DOUBLE_BRACKET = re.compile(r"\[\s*\[(.*?)\]\s*\]", re.DOTALL)
 # "Final Ranking:", "Final rankings:", "Ranking from best to worst:", "Ranking:",
 # "Final ranking based on pairwise comparison results:" ... up to the colon.
@@ -77,9 +77,19 @@ _LABELLED = re.compile(r"^[^\n:]*\brank(?:ing|ings|ed)?\b[^\n:]*:\s*(.+?)\s*$", 
 
 def _letters_of(segment: str) -> list[str] | None:
     """The letters of ``segment`` if it is only a list of answer labels, else ``None``."""
-    if not _LIST.match(segment):
-        return None
-    return [m.group(1).upper() for m in _ITEM_RE.finditer(segment.strip().strip("[].").strip())]
+    body = segment.strip().rstrip(".").strip()
+    if body.startswith("[") and body.endswith("]"):
+        body = body[1:-1].strip()
+    parts = _SEP.split(body)
+    if len(parts) > 1 and parts[-1] == "":  # a trailing comma
+        parts.pop()
+    letters = []
+    for part in parts:
+        match = _ITEM.fullmatch(part)
+        if match is None:
+            return None
+        letters.append(match.group(2).upper())
+    return letters
 
 
 def parse_ranking(text: str, k: int, *, fill_missing: bool = False, allow_incomplete: bool = True) -> ParsedRanking:
