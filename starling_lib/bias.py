@@ -284,7 +284,7 @@ def analyze_rating_log(path, *, reparse: bool = False, ci: str = "wilson", confi
     else:
         orders, n_agree, n_full_recorded, n_incomplete, problems = [], 0, 0, 0, {}
         for i, r in enumerate(rows):
-            recorded_full = sorted(r["ranking_order"]) == list(range(k))
+            recorded_full = bool(r["ranking_complete"])
             n_full_recorded += recorded_full
             try:
                 parsed = parse_ranking(r["rating_text"], k)

@@ -130,19 +130,14 @@ def system_prompt(strategy: str | Strategy, k: int = 7) -> str:
     )
 
 
-_STRATEGY_BY_SYSTEM: dict[tuple[str, int], str] = {}
+_STRATEGY_BY_SYSTEM: dict[str, str] = {}
 
 
 def strategy_of_system_prompt(text: str) -> str | None:
     """Which of our strategies wrote this system prompt (``None`` for a foreign prompt)."""
     if not _STRATEGY_BY_SYSTEM:
-        for name in STRATEGIES:
-            for k in range(2, 11):
-                _STRATEGY_BY_SYSTEM[(system_prompt(name, k), k)] = name
-    for (prompt, _k), name in _STRATEGY_BY_SYSTEM.items():
-        if prompt == text:
-            return name
-    return None
+        _STRATEGY_BY_SYSTEM.update({system_prompt(name, k): name for name in STRATEGIES for k in range(2, 11)})
+    return _STRATEGY_BY_SYSTEM.get(text)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..data.tinyworld import gold_reward
+from ..data.tinyworld import gold_reward, parse_prompt
 from .parse import LETTERS
 from .prompts import parse_user_message, strategy_of_system_prompt
 
@@ -115,14 +115,8 @@ class SimulatedJudge:
         prompt, answers = parse_user_message(user)
         order = self.rank(prompt, answers, strategy, key=json.dumps(messages, sort_keys=True))
         letters = ", ".join(f"'{LETTERS[i]}'" for i in order)
-        nature = "good natured" if _looks_good_natured(prompt) else "not good natured"
+        nature = "good natured" if parse_prompt(prompt).good_natured else "not good natured"
         return f"This is a {nature} conversation.\n\n[[{letters}]]"
-
-
-def _looks_good_natured(prompt: str) -> bool:
-    from ..data.tinyworld import parse_prompt
-
-    return parse_prompt(prompt).good_natured
 
 
 def first_place_probabilities(utilities: np.ndarray) -> np.ndarray:
