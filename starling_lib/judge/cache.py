@@ -95,11 +95,29 @@ class JudgeCache:
         self._lock = threading.Lock()
         with self._lock:
             self._conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = self._setup(lambda: self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
             if mode.lower() != ("memory" if in_memory else "wal"):
                 raise RuntimeError(f"could not put judge cache {self.path} in WAL mode (got {mode!r})")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute(_SCHEMA)
+            self._setup(lambda: self._conn.execute(_SCHEMA))
+
+    def _setup(self, step):
+        """Run a set-up statement, retrying while another process holds the lock.
+
+        Switching a new file to WAL needs an exclusive lock, and SQLite may answer "database is
+        locked" at once instead of waiting in the busy handler when two processes open the same
+        new cache together; so wait here, up to the busy timeout.
+        """
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        delay = 0.005
+        while True:
+            try:
+                return step()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
 
     def get(self, key: str) -> CachedAnswer | None:
         """The stored answer for ``key``, or ``None``."""
