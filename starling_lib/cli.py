@@ -3,7 +3,7 @@
     starling data validate PATH... [--k K] [--json]      check Nectar / rating-log files
     starling data tinyworld [--n-prompts N] [--seed S] [--out FILE] [--json]
     starling presets [NAME] [--json]                     show preset configs
-    starling reproduce [--preset tiny] [--only 01,03]    run notebooks headless
+    starling reproduce [--preset tiny] [--only 01,03] [--set bias.judge=api]   run notebooks headless
     starling bias DIR... [--reparse] [--json]            first-place frequency by input position
     starling info [--json]                               versions, device, reference data
 
@@ -84,7 +84,11 @@ def cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    runs = reproduce(preset=args.preset, only=args.only, seed=args.seed, log=log)
+    try:
+        runs = reproduce(preset=args.preset, only=args.only, seed=args.seed, log=log, overrides=args.set)
+    except ValueError as err:  # a bad --set override, found before any notebook runs
+        print(f"starling: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
     if args.json:
         _print_json([run.__dict__ for run in runs])
     return EXIT_OK
@@ -165,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--preset", default="tiny", choices=["smoke", "tiny", "full"])
     repro.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 01,03")
     repro.add_argument("--seed", type=int, default=0)
+    repro.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                       help="override a preset field in every notebook, e.g. --set bias.judge=api (repeatable)")
     repro.add_argument("--json", action="store_true", help="print the run list as JSON")
     repro.set_defaults(func=cmd_reproduce)
 

@@ -61,10 +61,20 @@ def numbered_notebooks(only: Iterable[str] | str | None = None, folder: Path | N
 
 def reproduce(preset: str = "tiny", only=None, seed: int = 0, figures_dir: Path | None = None,
               runs_dir: Path | None = None, shared_data_dir: Path | None = None,
-              notebooks_dir: Path | None = None, log: Callable[[str], None] = print) -> list[NotebookRun]:
-    """Execute the numbered notebooks in order; stop at the first failure with a ReproduceError."""
+              notebooks_dir: Path | None = None, log: Callable[[str], None] = print,
+              overrides: Iterable[str] = ()) -> list[NotebookRun]:
+    """Execute the numbered notebooks in order; stop at the first failure with a ReproduceError.
+
+    ``overrides`` (``["bias.judge=api"]``) reach every notebook as its ``overrides`` parameter,
+    which it passes to ``get_preset``; they are checked here first, so a typo fails before any
+    notebook starts.
+    """
     import papermill
 
+    from .config import get_preset
+
+    overrides = list(overrides)
+    get_preset(preset, overrides)  # ValueError naming the bad override
     notebooks = numbered_notebooks(only, notebooks_dir)
     out_dir = Path(runs_dir or paths.runs_dir()) / preset
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -75,6 +85,7 @@ def reproduce(preset: str = "tiny", only=None, seed: int = 0, figures_dir: Path 
         "seed": seed,
         "figures_dir": str(figures_dir) if figures_dir else None,
         "shared_data_dir": str(shared_data_dir) if shared_data_dir else None,
+        "overrides": overrides,
     }
     # Notebooks put their caches (tiny assets, checkpoints) under paths.runs_dir(): the same root.
     # Our kernelspec comes first on JUPYTER_PATH, only while the notebooks run.

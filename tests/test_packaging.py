@@ -11,7 +11,7 @@ import yaml
 from starling_lib.paths import NOTEBOOKS, ROOT
 from starling_lib.reproduce import numbered_notebooks
 
-NOTEBOOK_PARAMETERS = ("preset", "seed", "figures_dir", "shared_data_dir")
+NOTEBOOK_PARAMETERS = ("preset", "seed", "figures_dir", "shared_data_dir", "overrides")
 
 
 def _name(requirement: str) -> str:

@@ -8,7 +8,7 @@ import pytest
 from starling_lib.cli import main
 from starling_lib.reproduce import ReproduceError, numbered_notebooks, reproduce
 
-PARAMS = 'preset = "tiny"\nseed = 0\nfigures_dir = None\nshared_data_dir = None'
+PARAMS = 'preset = "tiny"\nseed = 0\nfigures_dir = None\nshared_data_dir = None\noverrides = []'
 
 
 def _notebook(path, *code_cells):
@@ -29,7 +29,7 @@ def notebooks(tmp_path):
               "from starling_lib import plotting",
               "plotting.start_notebook('01_ok', preset=preset, seed=seed, figures_dir=figures_dir)",
               "fig, ax = plt.subplots(); ax.plot([1, 2]); plotting.save_fig(fig, '01_line')\n"
-              "plotting.save_results({'preset_seen': preset, 'seed_seen': seed})")
+              "plotting.save_results({'preset_seen': preset, 'seed_seen': seed, 'overrides_seen': overrides})")
     _notebook(folder / "02_fails.ipynb", "x = 1", "y = 2", "raise ValueError('boom in the third code cell')")
     (folder / "scratch.ipynb").write_text("{}")  # not numbered: never run
     return folder
@@ -46,10 +46,10 @@ def test_parameters_reach_the_notebook_and_outputs_land_in_the_given_folders(not
     figures, runs = tmp_path / "figs", tmp_path / "runs"
     lines = []
     done = reproduce(preset="smoke", only="01", seed=5, figures_dir=figures, runs_dir=runs,
-                     notebooks_dir=notebooks, log=lines.append)
+                     notebooks_dir=notebooks, log=lines.append, overrides=["bias.judge=simulated"])
     assert [r.notebook for r in done] == ["01_ok.ipynb"]
     results = json.loads((figures / "01_results.json").read_text())
-    assert results["results"] == {"preset_seen": "smoke", "seed_seen": 5}
+    assert results["results"] == {"preset_seen": "smoke", "seed_seen": 5, "overrides_seen": ["bias.judge=simulated"]}
     assert json.loads((figures / "MANIFEST.json").read_text())["01_line"]["preset"] == "smoke"
     assert (runs / "smoke" / "01_ok.ipynb").exists()
     assert lines[0].startswith("[1/1] 01_ok") and "done in" in lines[-1]
@@ -70,3 +70,13 @@ def test_cli_reports_failure_without_traceback(capsys):
     assert main(["reproduce", "--preset", "smoke", "--only", "99"]) == 1
     err = capsys.readouterr().err
     assert "starling: error: no notebook numbered 99" in err and "Traceback" not in err
+
+
+def test_a_bad_override_fails_before_any_notebook_runs(notebooks, tmp_path, capsys):
+    with pytest.raises(ValueError, match="BiasConfig has no field 'jugde'"):
+        reproduce(preset="smoke", only="01", runs_dir=tmp_path / "r", notebooks_dir=notebooks,
+                  log=lambda _: None, overrides=["bias.jugde=api"])
+    assert not (tmp_path / "r" / "smoke" / "01_ok.ipynb").exists()
+    assert main(["reproduce", "--preset", "smoke", "--only", "00", "--set", "bias.n_prompts=many"]) == 1
+    err = capsys.readouterr().err
+    assert "starling: error:" in err and "cannot read 'many' as int" in err and "Traceback" not in err
