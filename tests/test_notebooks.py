@@ -61,20 +61,41 @@ def test_tour_falls_back_to_the_tiny_world_without_shared_data(tmp_path):
     assert results["parameters"]["policy"] > 0
 
 
-def test_positional_bias_without_shared_data_keeps_the_api_key_out_of_every_file(tmp_path, monkeypatch):
-    """Notebook 01 with no rating logs still runs the live study through the fake server; the API
-    key from the environment reaches the server but no cache, log, output or figure."""
+def test_positional_bias_on_an_api_endpoint_keeps_the_key_out_of_every_file(tmp_path, monkeypatch):
+    """Notebook 01 with ``--set bias.judge=api``, the endpoint and key from the environment (a fake
+    server process with the simulated judge), and no rating logs: the live study runs over HTTP,
+    part 1 is skipped, and the key reaches the server but no cache, log, output or figure."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
     secret = "sk-starling-test-" + "9f3c" * 8
-    monkeypatch.setenv("OPENAI_API_KEY", secret)
-    notebook = next(p for p in numbered_notebooks() if p.name.startswith("01_"))
-    empty = tmp_path / "no_shared_data"
-    empty.mkdir()
-    figures, _ = run_notebook(tmp_path, notebook, shared_data_dir=empty)
+    server = subprocess.Popen([sys.executable, "-m", "starling_lib.judge.fake_server", "--judge", "simulated"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        monkeypatch.setenv("STARLING_JUDGE_BASE_URL", server.stdout.readline().strip())
+        monkeypatch.setenv("OPENAI_API_KEY", secret)
+        notebook = next(p for p in numbered_notebooks() if p.name.startswith("01_"))
+        empty = tmp_path / "no_shared_data"
+        empty.mkdir()
+        figures = tmp_path / "figures"
+        reproduce("smoke", only="01", figures_dir=figures, runs_dir=tmp_path / "runs", shared_data_dir=empty,
+                  overrides=["bias.judge=api"], log=lambda line: None)
+        base = os.environ["STARLING_JUDGE_BASE_URL"].removesuffix("/v1")
+        with urllib.request.urlopen(f"{base}/_stats") as response:
+            seen = json.loads(response.read())["authorization_sha256"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
     results = json.loads((figures / "01_results.json").read_text())["results"]
     assert results["real_logs"] is None
     live = results["live_tinyworld"]
-    assert live["judge"] == "server" and live["usage"]["requests_sent"] > 0
+    assert live["judge"] == "api" and live["usage"]["requests_sent"] >= 6 * live["n_prompts"]
     assert all(status.get("ok", 0) == live["n_prompts"] for status in live["status"].values())
+    fingerprint = hashlib.sha256(f"Bearer {secret}".encode()).hexdigest()[:16]
+    assert seen == {fingerprint: live["usage"]["requests_sent"]}  # the key did travel, over HTTP only
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.name.startswith("cache.sqlite") for p in files), "the judge cache should be under runs/"
     for path in files:

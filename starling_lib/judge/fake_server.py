@@ -112,7 +112,10 @@ class ServerStats:
     def to_dict(self) -> dict:
         return {"requests": self.requests, "answers": self.answers, "faults": dict(self.faults),
                 "per_key": dict(self.per_key), "answers_per_key": dict(self.answers_per_key),
-                "in_flight": self.in_flight, "max_in_flight": self.max_in_flight}
+                "in_flight": self.in_flight, "max_in_flight": self.max_in_flight,
+                # Fingerprints, never the header itself: /_stats must not hand out a key it was sent.
+                "authorization_sha256": {hashlib.sha256(a.encode()).hexdigest()[:16]: n
+                                         for a, n in self.authorizations.items()}}
 
 
 def default_responder(body: dict) -> str:
