@@ -96,6 +96,7 @@ def cmd_reproduce(args) -> int:
 
 def cmd_bias(args) -> int:
     from .bias import analyze_rating_log, rating_log_folders, strategy_effects
+    from .judge.parse import LETTERS
 
     folders = [folder for path in args.dirs for folder in rating_log_folders(path)]
     results = [analyze_rating_log(f, reparse=args.reparse, ci=args.ci, confidence=args.confidence) for f in folders]
@@ -107,7 +108,7 @@ def cmd_bias(args) -> int:
         _print_json(payload)
         return EXIT_OK
     k = max(r.stats.k for r in results)
-    letters = "".join(chr(65 + i) for i in range(k))
+    letters = LETTERS[:k]
     print(f"first-place frequency by input position ({'reparsed rating_text' if args.reparse else 'recorded ranking_order'})")
     print(f"{'strategy':32s} {'n':>4s}  " + " ".join(f"{c:>5s}" for c in letters) + "   chi2 p")
     for r in results:

@@ -37,7 +37,7 @@ import ast
 import hashlib
 import itertools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -156,8 +156,6 @@ class RankingRequest:
     """Pairs in the order the judge is told to compare them (when the strategy gives one)."""
     tiebreak_order: list[str] | None = None
     """Tie-break letters best first (when the strategy gives one)."""
-    meta: dict = field(default_factory=dict)
-    """Caller's extras (prompt id, gold rewards, ...), carried through untouched."""
 
     @property
     def k(self) -> int:
@@ -215,7 +213,6 @@ def build_ranking_request(
     shuffle: bool = True,
     static_tiebreak: str | None = None,
     system_prompt_text: str | None = None,
-    meta: dict | None = None,
 ) -> RankingRequest:
     """A ranking prompt for one conversation and its ``K`` answers under ``strategy``.
 
@@ -251,7 +248,7 @@ def build_ranking_request(
     messages = [{"role": "system", "content": system_prompt_text or system_prompt(s, k)},
                 {"role": "user", "content": user}]
     return RankingRequest(id=item_id or key, strategy=s.name, messages=messages, permutation=perm,
-                          pairwise_order=pairwise_order, tiebreak_order=tiebreak_order, meta=dict(meta or {}))
+                          pairwise_order=pairwise_order, tiebreak_order=tiebreak_order)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,9 +14,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .parse import ParsedRanking, RankingParseError, parse_ranking
+from .parse import LETTERS, ParsedRanking, RankingParseError, parse_ranking
 from .prompts import RankingRequest, build_ranking_request
 
 
@@ -51,7 +51,6 @@ class RankingRun:
     strategy: str
     items: list[RankedItem]
     judge_report: object | None = None
-    requests: list[RankingRequest] = field(default_factory=list, repr=False)
 
     @property
     def status_counts(self) -> dict[str, int]:
@@ -83,7 +82,7 @@ def _item_from_text(req: RankingRequest, text: str | None, *, fill_missing: bool
         return RankedItem(req.id, req.strategy, "unparseable", None, req.permutation, reason=str(err), text=text)
     status = "ok" if parsed.complete else "incomplete"
     reason = None if parsed.complete else (
-        f"missing {[chr(65 + i) for i in parsed.missing]}" + (f", repeated {parsed.duplicates}" if parsed.duplicates else ""))
+        f"missing {[LETTERS[i] for i in parsed.missing]}" + (f", repeated {parsed.duplicates}" if parsed.duplicates else ""))
     return RankedItem(req.id, req.strategy, status, list(parsed), req.permutation, reason=reason, text=text)
 
 
@@ -124,11 +123,11 @@ def rank_rows(rows, strategy: str, judge, *, seed: int = 0, shuffle: bool = True
                 items.append(RankedItem(req.id, strategy, "failed", None, req.permutation, reason=result.reason))
             else:
                 items.append(_item_from_text(req, result.text, fill_missing=fill_missing))
-        return RankingRun(strategy, items, judge_report=report, requests=requests)
+        return RankingRun(strategy, items, judge_report=report)
     if hasattr(judge, "respond"):
         items = [_item_from_text(req, judge.respond({"messages": req.messages}), fill_missing=fill_missing)
                  for req in requests]
-        return RankingRun(strategy, items, requests=requests)
+        return RankingRun(strategy, items)
     raise TypeError(f"judge must have .run(requests) (a JudgeClient) or .respond(request) (a SimulatedJudge), "
                     f"got {type(judge).__name__}")
 
