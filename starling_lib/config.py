@@ -160,6 +160,82 @@ class BiasConfig:
 
 
 @dataclass
+class RewardConfig:
+    """Reward-model training: the loss, the backbone, the optimiser and the checkpointing."""
+
+    loss_type: str = "kwise"
+    """``kwise`` (Plackett-Luce over all K answers), ``pairwise`` (all K(K-1)/2 pairs) or ``adjacent``."""
+    top_k: int | None = None
+    """K-wise loss: score only the first ``top_k`` choices of each ranking (``None``: all)."""
+    margin: float = 0.0
+    """Pairwise losses: ``-log σ(r_i - r_j - margin)``."""
+    backbone: str = "tiny"
+    """``tiny`` (the preset's ``reward_model``: tiny config or its ``name_or_path``), ``minilm``
+    (pretrained all-MiniLM-L6-v2 with a new head), or ``starling-rm:<trunk>`` (the Starling-RM
+    format: a causal-LM trunk plus ``v_head``)."""
+    max_length: int = 256
+    """Tokens per prompt+answer; longer prompts are cut on the left, keeping the answer."""
+    learning_rate: float = 1e-3
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    warmup_ratio: float = 0.0
+    """Fraction of steps with linear warm-up."""
+    lr_scheduler: str = "linear"
+    """transformers scheduler name (``linear``, ``cosine``, ``constant``)."""
+    epochs: float = 2.0
+    """Passes over the training prompts."""
+    max_steps: int = -1
+    """Stop after this many optimiser steps (``-1``: run ``epochs``)."""
+    prompts_per_batch: int = 8
+    """Prompts per device per micro-batch; each brings all its K answers."""
+    grad_accum: int = 1
+    """Micro-batches per optimiser step."""
+    eval_fraction: float = 0.2
+    """Share of prompts held out for evaluation (split by prompt text, so a prompt is never on both sides)."""
+    save_steps: int = 50
+    """Checkpoint every this many optimiser steps (resume picks the latest)."""
+    save_total_limit: int | None = 2
+    """Checkpoints kept on disk (``None``: all)."""
+    logging_steps: int = 5
+    """Write a training-log line every this many steps."""
+    deepspeed: str | None = None
+    """DeepSpeed config file (``full``: ``configs/deepspeed_zero3.json``); needs ``pip install deepspeed``."""
+    fsdp_config: str | None = None
+    """FSDP config file for ``accelerate launch --config_file`` (an alternative to DeepSpeed)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (needed for a 7B trunk)."""
+
+
+@dataclass
+class RewardStudyConfig:
+    """Sizes of notebook 02's three levels: theory, tiny world, real GPT-4 rankings."""
+
+    theory_dim: int = 8
+    """Feature dimension d of the linear reward ``r(x) = θ·φ(x)``."""
+    theory_n_grid: list[int] = field(default_factory=lambda: [25, 50, 100, 200, 400, 800])
+    """Numbers of ranked prompts at which both estimators are fitted."""
+    theory_seeds: int = 20
+    """Independent datasets per grid point (error bars)."""
+    curve_n_prompts: list[int] = field(default_factory=lambda: [50, 100, 200, 400])
+    """Tiny world: training prompts per point of the learning curve."""
+    curve_seeds: int = 2
+    """Tiny world: seeds per point."""
+    curve_eval_prompts: int = 200
+    """Tiny world: held-out prompts (fresh, never trained on)."""
+    curve_losses: list[str] = field(default_factory=lambda: ["kwise", "pairwise", "adjacent"])
+    """Tiny world: losses compared."""
+    real_max_prompts: int | None = None
+    """Real rankings: use at most this many distinct prompts (``None``: all 199)."""
+    real_max_length: int = 256
+    """Real rankings: MiniLM tokens per prompt+answer."""
+    real_folds: int = 5
+    """Real rankings: cross-validation folds, split by prompt."""
+    real_repeats: int = 4
+    """Real rankings: repetitions of the cross-validation with fresh fold assignments."""
+
+
+@dataclass
 class Preset:
     """A named bundle of stage configs; pass it (or one of its fields) to library calls."""
 
@@ -181,6 +257,10 @@ class Preset:
     """The LLM judge: the local fake server here, GPT-4 (gpt-4-0613) in ``full``."""
     bias: BiasConfig = field(default_factory=BiasConfig)
     """The positional-bias study of notebook 01."""
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    """Reward-model training (notebook 02, ``starling rm train``)."""
+    rm_study: RewardStudyConfig = field(default_factory=RewardStudyConfig)
+    """The K-wise vs pairwise study of notebook 02."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
