@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
-from .data.nectar import read_rating_log
+from .data.nectar import rating_log_folders, read_rating_log  # noqa: F401  (rating_log_folders: re-exported)
 from .judge.parse import RankingParseError, parse_ranking
 from .judge.prompts import NAIVE
 
@@ -301,14 +301,3 @@ def analyze_rating_log(path, *, reparse: bool = False, ci: str = "wilson", confi
     st = position_stats(orders, k, strategy=strategy, ci=ci, confidence=confidence, n_bootstrap=n_bootstrap,
                         seed=seed)
     return RatingLogBias(strategy, str(path), st, info)
-
-
-def rating_log_folders(root) -> list[Path]:
-    """Strategy folders (those holding a ``rankings.jsonl``) under ``root``, sorted by name."""
-    root = Path(root)
-    if (root / "rankings.jsonl").exists():
-        return [root]
-    folders = sorted(p.parent for p in root.glob("*/rankings.jsonl"))
-    if not folders:
-        raise FileNotFoundError(f"{root}: no <strategy>/rankings.jsonl rating logs found")
-    return folders

@@ -555,6 +555,17 @@ def read_rating_log(path: str | os.PathLike, strict: bool = True) -> tuple[list[
     return rows, report
 
 
+def rating_log_folders(root) -> list[Path]:
+    """Strategy folders (those holding a ``rankings.jsonl``) under ``root``, sorted by name."""
+    root = Path(root)
+    if (root / "rankings.jsonl").exists():
+        return [root]
+    folders = sorted(p.parent for p in root.glob("*/rankings.jsonl"))
+    if not folders:
+        raise FileNotFoundError(f"{root}: no <strategy>/rankings.jsonl rating logs found")
+    return folders
+
+
 _CONVERSIONS = ("to_listwise", "to_pairwise", "pairs_per_prompt", "listwise_dataset", "pairwise_dataset")
 
 
