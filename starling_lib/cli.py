@@ -5,6 +5,8 @@
     starling presets [NAME] [--json]                     show preset configs
     starling reproduce [--preset tiny] [--only 01,03] [--set bias.judge=api]   run notebooks headless
     starling bias DIR... [--reparse] [--json]            first-place frequency by input position
+    starling rm train [--preset tiny] [--loss kwise] [--data SOURCE] [--out DIR] [--resume]
+    starling rm eval MODEL_DIR [--data SOURCE] [--split eval|all] [--json]
     starling info [--json]                               versions, device, reference data
 
 Every command that reports numbers takes ``--json``. Expected failures (bad data, a failing
@@ -123,6 +125,60 @@ def cmd_bias(args) -> int:
     return EXIT_OK
 
 
+def _rm_preset(args):
+    from .config import get_preset
+
+    overrides = list(args.set)
+    if getattr(args, "loss", None):
+        overrides.append(f"reward.loss_type={args.loss}")
+    if getattr(args, "backbone", None):
+        overrides.append(f"reward.backbone={args.backbone}")
+    return get_preset(args.preset, overrides)
+
+
+def cmd_rm_train(args) -> int:
+    from .paths import runs_dir
+    from .reward.data import load_examples, split_by_prompt
+    from .reward.train import config_record, train_reward_model
+
+    preset = _rm_preset(args)
+    examples = load_examples(preset, args.data)
+    train, held_out = split_by_prompt(examples, preset.reward.eval_fraction, seed=preset.runtime.seed)
+    out = args.out or runs_dir() / "rm" / f"{preset.name}-{preset.reward.loss_type}"
+    print(f"rm train: {len(train)} train / {len(held_out)} eval rankings, loss {preset.reward.loss_type}, "
+          f"backbone {preset.reward.backbone}, out {out}", file=sys.stderr)
+    run = train_reward_model(preset, train, held_out, out, resume=args.resume, quiet=args.json)
+    if run.tokenizer is not None and int(__import__("os").environ.get("RANK", "0")) == 0:
+        (run.output_dir / "preset.json").write_text(json.dumps(config_record(preset), indent=2) + "\n")
+    summary = {"output_dir": str(run.output_dir), "log": str(run.log_path), **run.metrics}
+    if args.json:
+        _print_json(summary)
+    else:
+        print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
+    return EXIT_OK
+
+
+def cmd_rm_eval(args) -> int:
+    from .reward.data import load_examples, split_by_prompt
+    from .reward.train import evaluate_reward_model, load_trained
+
+    preset = _rm_preset(args)
+    model, tokenizer = load_trained(args.model_dir)
+    examples = load_examples(preset, args.data)
+    if args.split == "eval":
+        examples = split_by_prompt(examples, preset.reward.eval_fraction, seed=preset.runtime.seed)[1]
+    metrics = {"model_dir": str(args.model_dir), "data": str(args.data or preset.data.source), "split": args.split,
+               **evaluate_reward_model(model, tokenizer, examples, preset)}
+    if args.log:
+        with open(args.log, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"event": "eval", **metrics}) + "\n")
+    if args.json:
+        _print_json(metrics)
+    else:
+        print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+    return EXIT_OK
+
+
 def cmd_info(args) -> int:
     from . import package_versions, paths
     from .models import resolve_device
@@ -184,6 +240,30 @@ def build_parser() -> argparse.ArgumentParser:
     bias.add_argument("--json", action="store_true")
     bias.set_defaults(func=cmd_bias)
 
+    rm = sub.add_parser("rm", help="reward models: train with a K-wise or pairwise loss, evaluate")
+    rm_sub = rm.add_subparsers(dest="rm_command", required=True)
+    for name, help_text in (("train", "train a reward model (JSONL log, checkpoints, final model)"),
+                            ("eval", "evaluate a trained reward model on held-out rankings")):
+        cmd = rm_sub.add_parser(name, help=help_text)
+        if name == "eval":
+            cmd.add_argument("model_dir", help="a run folder (uses its final/) or a saved model folder")
+            cmd.add_argument("--split", default="eval", choices=["eval", "all"],
+                             help="the held-out prompts of the training split (same seed) or every example")
+            cmd.add_argument("--log", default=None, help="append the metrics to this JSONL file")
+        cmd.add_argument("--preset", default="tiny", choices=["smoke", "tiny", "full"])
+        cmd.add_argument("--data", default=None,
+                         help="tinyworld, a Nectar JSONL/Parquet file or hub id, or rating-log folders "
+                              "(default: the preset's data.source)")
+        if name == "train":
+            cmd.add_argument("--loss", default=None, choices=["kwise", "pairwise", "adjacent"])
+            cmd.add_argument("--backbone", default=None, help="tiny, minilm or starling-rm[:TRUNK]")
+            cmd.add_argument("--out", default=None, help="run folder (default: runs/rm/<preset>-<loss>)")
+            cmd.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+        cmd.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                         help="override a preset field, e.g. --set reward.epochs=3 (repeatable)")
+        cmd.add_argument("--json", action="store_true")
+        cmd.set_defaults(func=cmd_rm_train if name == "train" else cmd_rm_eval)
+
     info = sub.add_parser("info", help="versions, device and where data is read from")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
@@ -197,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (NectarFormatError, NectarSourceError, ReproduceError, FileNotFoundError) as err:
+    except (NectarFormatError, NectarSourceError, ReproduceError, FileNotFoundError, ValueError, KeyError) as err:
         print(f"starling: error: {err}", file=sys.stderr)
         return EXIT_FAILED
 
