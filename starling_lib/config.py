@@ -217,11 +217,13 @@ class RewardStudyConfig:
     """Numbers of ranked prompts at which both estimators are fitted."""
     theory_seeds: int = 20
     """Independent datasets per grid point (error bars)."""
-    curve_n_prompts: list[int] = field(default_factory=lambda: [50, 100, 200, 400])
+    curve_n_prompts: list[int] = field(default_factory=lambda: [25, 50, 100, 200])
     """Tiny world: training prompts per point of the learning curve."""
     curve_seeds: int = 2
     """Tiny world: seeds per point."""
-    curve_eval_prompts: int = 200
+    curve_epochs: float = 1.0
+    """Tiny world: passes over the training prompts (the same for every loss and n)."""
+    curve_eval_prompts: int = 100
     """Tiny world: held-out prompts (fresh, never trained on)."""
     curve_losses: list[str] = field(default_factory=lambda: ["kwise", "pairwise", "adjacent"])
     """Tiny world: losses compared."""
@@ -233,6 +235,8 @@ class RewardStudyConfig:
     """Real rankings: cross-validation folds, split by prompt."""
     real_repeats: int = 4
     """Real rankings: repetitions of the cross-validation with fresh fold assignments."""
+    real_l2: float = 1e-2
+    """Real rankings: ridge penalty of the linear reward head (fixed in advance, not tuned on test folds)."""
 
 
 @dataclass
@@ -282,6 +286,10 @@ def _smoke() -> Preset:
                                  max_position_embeddings=256),
         data=DataConfig(max_prompts=60),
         bias=BiasConfig(n_prompts=40, power_n_grid=[25, 50, 100, 200], power_n_sim=100, n_bootstrap=300),
+        reward=RewardConfig(max_length=128),
+        rm_study=RewardStudyConfig(theory_n_grid=[25, 50, 100, 200], theory_seeds=8, curve_n_prompts=[15, 45],
+                                   curve_seeds=1, curve_epochs=3, curve_eval_prompts=40, real_max_prompts=30, real_max_length=128,
+                                   real_folds=3, real_repeats=1),
     )
 
 
@@ -301,6 +309,11 @@ def _full() -> Preset:
         tokenizer=TokenizerConfig(),
         judge=JudgeConfig(model="gpt-4-0613", max_concurrency=16),
         bias=BiasConfig(judge="api", n_prompts=200),
+        # Starling-RM: 7B trunk, 2048 tokens per answer, one prompt (7 answers) per GPU per micro-batch;
+        # launch with a config from configs/ (DeepSpeed ZeRO-3 or FSDP), see configs/README.md.
+        reward=RewardConfig(learning_rate=1e-5, max_length=2048, prompts_per_batch=1, grad_accum=8, epochs=1,
+                            warmup_ratio=0.03, lr_scheduler="cosine", save_steps=500, logging_steps=10,
+                            eval_fraction=0.01, gradient_checkpointing=True),
     )
 
 

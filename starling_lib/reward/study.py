@@ -1,0 +1,239 @@
+"""Levels 2 and 3 of notebook 02: K-wise vs pairwise reward models in the tiny world and on GPT-4 rankings.
+
+What it is for: the notebook calls one function per level and plots the table it returns.
+
+- :func:`learning_curve` (level 2): tiny reward models trained with each loss on the first n
+  prompts of a tiny world, for several n and seeds, scored on fresh held-out prompts against the
+  given ranks and against the gold reward.
+- :func:`minilm_features` + :func:`real_rankings_cv` (level 3): the real GPT-4 rankings
+  (``starling_ratings``: 1,143 rankings of 199 distinct Nectar prompts by six prompting
+  strategies). Each prompt+answer is embedded once by the pretrained all-MiniLM-L6-v2 encoder
+  (mean-pooled, as sentence-transformers does); a linear reward head on those frozen features is
+  fitted by each loss (:func:`starling_lib.reward.theory.fit_linear_reward`) and scored by
+  cross-validation **by prompt** (all rankings of a prompt on the same side), repeated with fresh
+  fold assignments. Fine-tuning the whole encoder is ``starling rm train --backbone minilm``;
+  on 2 CPU cores it takes minutes per epoch, so the notebook uses frozen features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from starling_lib.config import Preset
+from starling_lib.data.tinyworld import generate_world
+from starling_lib.models import autocast_context, minilm_reward_model, resolve_device
+from starling_lib.paths import runs_dir
+from starling_lib.reward.collate import ListwiseCollator
+from starling_lib.reward.data import distinct_prompts, prompt_folds, tinyworld_examples  # noqa: F401 (re-exported)
+from starling_lib.reward.metrics import ranking_metrics
+from starling_lib.reward.theory import fit_linear_reward
+from starling_lib.reward.train import build_backbone, evaluate_reward_model, train_reward_model
+
+METRIC_NAMES = ("pairwise_accuracy", "adjacent_accuracy", "top1_accuracy", "kendall_tau", "gold_pairwise_accuracy")
+
+
+# ----------------------------------------------------------------------------------------------
+# Level 2: tiny world
+
+def learning_curve(preset: Preset, n_grid=None, seeds: int | None = None, losses=None, n_eval: int | None = None,
+                   workdir: str | Path | None = None, log=None) -> pd.DataFrame:
+    """One row per (seed, n, loss): held-out metrics of a tiny RM trained on n prompts.
+
+    Seed s uses world seed ``world.seed + 1000 s`` for its training prompts and model init
+    ``runtime.seed + s``; the held-out prompts come from a separate world (seed ``world.seed + 999``)
+    shared by every run, so points differ only in what they trained on.
+    """
+    study = preset.rm_study
+    n_grid = list(study.curve_n_prompts if n_grid is None else n_grid)
+    seeds = study.curve_seeds if seeds is None else seeds
+    losses = list(study.curve_losses if losses is None else losses)
+    n_eval = study.curve_eval_prompts if n_eval is None else n_eval
+    workdir = Path(workdir) if workdir is not None else runs_dir() / "rm_curve" / preset.name
+    held_out = tinyworld_examples(generate_world(dataclasses.replace(preset.world, n_prompts=n_eval,
+                                                                     seed=preset.world.seed + 999)))
+    rows = []
+    for seed in range(seeds):
+        world = dataclasses.replace(preset.world, n_prompts=max(n_grid), seed=preset.world.seed + 1000 * seed)
+        pool = tinyworld_examples(generate_world(world))
+        for n in n_grid:
+            for loss in losses:
+                run_preset = dataclasses.replace(
+                    preset, runtime=dataclasses.replace(preset.runtime, seed=preset.runtime.seed + seed),
+                    reward=dataclasses.replace(preset.reward, loss_type=loss, epochs=study.curve_epochs))
+                model, tokenizer = build_backbone(run_preset)
+                run = train_reward_model(run_preset, pool[:n], None, workdir / f"s{seed}-n{n}-{loss}",
+                                         model=model, tokenizer=tokenizer, save_final=False,
+                                         save_strategy="no")
+                metrics = evaluate_reward_model(run.model, tokenizer, held_out, run_preset)
+                rows.append({"seed": seed, "n_prompts": n, "loss": loss, "steps": run.metrics["steps"],
+                             "train_seconds": run.train_seconds,
+                             **{name: metrics[f"eval_{name}"] for name in METRIC_NAMES},
+                             "rank_gold_agreement": metrics["eval_rank_gold_agreement"]})
+                if log:
+                    log(f"seed {seed} n {n:4d} {loss:9s} acc {rows[-1]['pairwise_accuracy']:.3f} "
+                        f"gold {rows[-1]['gold_pairwise_accuracy']:.3f} ({run.train_seconds:.1f} s)")
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# Level 3: real GPT-4 rankings, frozen MiniLM features
+
+def _texts_key(examples: list[dict], max_length: int) -> str:
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(json.dumps([example["prompt_text"], sorted(example["answers"])]).encode())
+    return f"{digest.hexdigest()[:16]}-{max_length}"
+
+
+@torch.no_grad()
+def minilm_features(examples: list[dict], max_length: int = 256, batch_size: int = 32,
+                    cache_dir: str | Path | None = None, device: str = "auto", bf16: bool = True,
+                    log=None) -> list[np.ndarray]:
+    """Per example, ``(K, 384)`` mean-pooled MiniLM embeddings of its answers (in the example's
+    answer order), each distinct prompt+answer encoded once (under bf16 autocast when ``bf16``);
+    cached on disk by content."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else runs_dir() / "cache"
+    cache = cache_dir / f"minilm-features-{_texts_key(examples, max_length)}{'-bf16' if bf16 else ''}.npz"
+    pairs = list(dict.fromkeys((e["prompt_text"], a) for e in examples for a in e["answers"]))
+    index = {pair: i for i, pair in enumerate(pairs)}
+    if cache.is_file():
+        table = np.load(cache)["features"]
+    else:
+        started = time.perf_counter()
+        model, tokenizer = minilm_reward_model()
+        encoder = model.base_model.to(resolve_device(device)).eval()
+        prompts = {e["prompt_text"]: e["prompt"] for e in examples}
+        collator = ListwiseCollator(tokenizer, max_length=max_length)
+        table = np.zeros((len(pairs), encoder.config.hidden_size), dtype=np.float32)
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start:start + batch_size]
+            batch = collator([{"prompt": prompts[p], "answers": [a]} for p, a in chunk])
+            with autocast_context(encoder.device, bf16):
+                hidden = encoder(input_ids=batch["input_ids"].to(encoder.device),
+                                 attention_mask=batch["attention_mask"].to(encoder.device)).last_hidden_state.float()
+            mask = batch["attention_mask"].to(hidden.device).unsqueeze(-1).float()
+            pooled = (hidden * mask).sum(1) / mask.sum(1)  # sentence-transformers' mean pooling
+            table[start:start + len(chunk)] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(cache, features=table)
+        if log:
+            log(f"MiniLM: encoded {len(pairs)} distinct prompt+answer texts in {time.perf_counter() - started:.1f} s")
+    return [table[[index[(e["prompt_text"], a)] for a in e["answers"]]] for e in examples]
+
+
+def _best_first(features: np.ndarray, ranks) -> np.ndarray:
+    return features[np.argsort(np.asarray(ranks, dtype=float), kind="stable")]
+
+
+def _stack(features: list[np.ndarray], examples: list[dict], rank_key: str):
+    """(n, K, d) best-first features and (n, K) mask; rows with fewer answers are padded."""
+    k = max(len(f) for f in features)
+    out = np.zeros((len(features), k, features[0].shape[1]))
+    mask = np.zeros((len(features), k), dtype=bool)
+    for i, (f, e) in enumerate(zip(features, examples)):
+        out[i, :len(f)] = _best_first(f, e[rank_key])
+        mask[i, :len(f)] = True
+    return out, mask
+
+
+def _score_table(scores: list[np.ndarray], examples: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    k = max(len(x) for x in scores)
+    score_arr, rank_arr = np.full((len(scores), k), np.nan), np.full((len(scores), k), np.nan)
+    for row, (x, e) in enumerate(zip(scores, examples)):
+        score_arr[row, :len(x)] = x
+        rank_arr[row, :len(x)] = e[key]
+    return score_arr, rank_arr
+
+
+def real_rankings_cv(examples: list[dict], features: list[np.ndarray], losses=("kwise", "pairwise"),
+                     n_folds: int = 5, repeats: int = 4, l2: float = 1e-2, seed: int = 0) -> pd.DataFrame:
+    """Cross-validated held-out scores of linear heads on frozen features, by prompt.
+
+    One row per (repeat, loss, held-out ranking): the ranking's ``prompt_text`` and ``strategy``,
+    its ``pairwise_accuracy`` / ``n_pairs`` against the held-out GPT-4 ranking itself, and
+    ``nectar_pairwise_accuracy`` against Nectar's published ranking of the same answers. Each
+    prompt is held out once per repeat, so averaging a prompt's rows gives one number per prompt:
+    the unit to bootstrap over (rankings of one prompt are not independent).
+    """
+    rows = []
+    for repeat in range(repeats):
+        for fold, test in enumerate(prompt_folds(examples, n_folds, seed=seed + repeat)):
+            train = np.setdiff1d(np.arange(len(examples)), test)
+            x_train, m_train = _stack([features[i] for i in train], [examples[i] for i in train], "ranks")
+            held = [examples[i] for i in test]
+            for loss in losses:
+                theta = fit_linear_reward(x_train, loss, mask=m_train, l2=l2)
+                scores = [features[i] @ theta for i in test]
+                rows += _ranking_rows(scores, held, {"repeat": repeat, "fold": fold, "loss": loss})
+    return pd.DataFrame(rows)
+
+
+def _ranking_rows(scores: list[np.ndarray], examples: list[dict], extra: dict) -> list[dict]:
+    """Per-ranking accuracy of ``scores`` against each example's ``ranks`` (and ``nectar_ranks``)."""
+    score_arr, rank_arr = _score_table(scores, examples, "ranks")
+    per = ranking_metrics(score_arr, rank_arr, per_prompt=True)["per_prompt"]
+    nectar = None
+    if all("nectar_ranks" in e for e in examples):
+        nectar = ranking_metrics(*_score_table(scores, examples, "nectar_ranks"), per_prompt=True)["per_prompt"]
+    return [{**extra, "prompt_text": e["prompt_text"], "strategy": e.get("strategy"),
+             "pairwise_accuracy": per["pairwise_accuracy"][i], "n_pairs": per["n_pairs"][i],
+             "top1_accuracy": per["top1_accuracy"][i], "kendall_tau": per["kendall_tau"][i],
+             **({"nectar_pairwise_accuracy": nectar["pairwise_accuracy"][i]} if nectar is not None else {})}
+            for i, e in enumerate(examples)]
+
+
+def length_baseline(examples: list[dict]) -> pd.DataFrame:
+    """The same per-ranking table for "the longer answer is better" (characters), a known strong
+    heuristic for LLM judges' preferences."""
+    return pd.DataFrame(_ranking_rows([np.array([len(a) for a in e["answers"]], dtype=float) for e in examples],
+                                      examples, {"repeat": 0, "loss": "length"}))
+
+
+def judge_self_agreement(examples: list[dict]) -> dict:
+    """How often two GPT-4 rankings of the same answers (different prompting strategies) order a pair
+    the same way: a ceiling for any reward model scored against one of them."""
+    by_prompt: dict[str, list[dict[str, float]]] = {}
+    for e in examples:
+        by_prompt.setdefault(e["prompt_text"], []).append(dict(zip(e["answers"], e["ranks"])))
+    per_prompt = []
+    for rankings in by_prompt.values():
+        agree = total = 0
+        for a in range(len(rankings)):
+            for b in range(a + 1, len(rankings)):
+                common = sorted(set(rankings[a]) & set(rankings[b]))
+                for i in range(len(common)):
+                    for j in range(i + 1, len(common)):
+                        x, y = common[i], common[j]
+                        da, db = rankings[a][x] - rankings[a][y], rankings[b][x] - rankings[b][y]
+                        agree += (da * db) > 0
+                        total += 1
+        if total:
+            per_prompt.append(agree / total)
+    return {"pairwise_agreement": float(np.mean(per_prompt)) if per_prompt else float("nan"),
+            "n_prompts": len(per_prompt), "per_prompt": np.array(per_prompt)}
+
+
+def per_prompt_accuracy(table: pd.DataFrame, column: str = "pairwise_accuracy") -> pd.DataFrame:
+    """Prompts x losses: each prompt's mean ``column`` over its rankings and repeats."""
+    return table.groupby(["prompt_text", "loss"])[column].mean().unstack("loss")
+
+
+def read_training_logs(run_dirs) -> pd.DataFrame:
+    """The ``event == "train"`` lines of ``log.jsonl`` files (as ``starling rm train`` writes them), with ``run``."""
+    frames = []
+    for run_dir in run_dirs:
+        path = Path(run_dir) / "log.jsonl"
+        if path.is_file():
+            records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            frame = pd.DataFrame([r for r in records if r.get("event") == "train" and "loss" in r])
+            frame["run"] = Path(run_dir).name
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
