@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -148,7 +149,7 @@ def cmd_rm_train(args) -> int:
     print(f"rm train: {len(train)} train / {len(held_out)} eval rankings, loss {preset.reward.loss_type}, "
           f"backbone {preset.reward.backbone}, out {out}", file=sys.stderr)
     run = train_reward_model(preset, train, held_out, out, resume=args.resume, quiet=args.json)
-    if run.tokenizer is not None and int(__import__("os").environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one process writes
         (run.output_dir / "preset.json").write_text(json.dumps(config_record(preset), indent=2) + "\n")
     summary = {"output_dir": str(run.output_dir), "log": str(run.log_path), **run.metrics}
     if args.json:
