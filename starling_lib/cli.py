@@ -126,6 +126,13 @@ def cmd_bias(args) -> int:
     return EXIT_OK
 
 
+def _print_metrics(metrics: dict, as_json: bool) -> None:
+    if as_json:
+        _print_json(metrics)
+    else:
+        print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+
+
 def _rm_preset(args):
     from .config import get_preset
 
@@ -140,7 +147,7 @@ def _rm_preset(args):
 def cmd_rm_train(args) -> int:
     from .paths import runs_dir
     from .reward.data import load_examples, split_by_prompt
-    from .reward.train import config_record, train_reward_model
+    from .reward.train import train_reward_model
 
     preset = _rm_preset(args)
     examples = load_examples(preset, args.data)
@@ -150,12 +157,9 @@ def cmd_rm_train(args) -> int:
           f"backbone {preset.reward.backbone}, out {out}", file=sys.stderr)
     run = train_reward_model(preset, train, held_out, out, resume=args.resume, quiet=args.json)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one process writes
-        (run.output_dir / "preset.json").write_text(json.dumps(config_record(preset), indent=2) + "\n")
+        (run.output_dir / "preset.json").write_text(preset.to_json() + "\n")
     summary = {"output_dir": str(run.output_dir), "log": str(run.log_path), **run.metrics}
-    if args.json:
-        _print_json(summary)
-    else:
-        print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
+    _print_metrics(summary, args.json)
     return EXIT_OK
 
 
@@ -173,10 +177,7 @@ def cmd_rm_eval(args) -> int:
     if args.log:
         with open(args.log, "a", encoding="utf-8") as f:
             f.write(json.dumps({"event": "eval", **metrics}) + "\n")
-    if args.json:
-        _print_json(metrics)
-    else:
-        print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+    _print_metrics(metrics, args.json)
     return EXIT_OK
 
 

@@ -63,7 +63,7 @@ import transformers
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from starling_lib.data.chat import render_chat
+from starling_lib.data.chat import LLAMA2_TEMPLATE, render_chat
 
 PUBLISHED_CHECKPOINT = "berkeley-nest/Starling-RM-7B-alpha"
 PUBLISHED_TRUNK = "meta-llama/Llama-2-7b-chat-hf"
@@ -85,25 +85,20 @@ IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
 _NOT_WEIGHTS = ("optimizer.pt", "scheduler.pt", "training_args.bin", "rng_state.pth")
 """Files a Trainer checkpoint folder holds next to the weights."""
 
-# The model card's sample text (its "llama2 chat template"): Llama-2's [INST] markers, with
-# </s> closing the user turn inside [INST] and no space before the answer's </s>. Otherwise as
-# LLAMA2_TEMPLATE in starling_lib.data.chat; the card shows one turn only, so the system message
-# (folded into the first turn) and later turns follow LLAMA2_TEMPLATE's rules.
-STARLING_RM_TEMPLATE = (
-    "{% if messages[0]['role'] == 'system' %}"
-    "{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}"
-    "{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}"
-    "{% for message in loop_messages %}"
-    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
-    "{% endif %}"
-    "{% if loop.index0 == 0 and system_message != false %}"
-    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
-    "{% else %}{% set content = message['content'] %}{% endif %}"
-    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' ' + eos_token + ' [/INST]' }}"
-    "{% elif message['role'] == 'assistant' %}{{ ' ' + content.strip() + eos_token }}{% endif %}"
-    "{% endfor %}"
-)
+def _card_template() -> str:
+    """The model card's sample text (its "llama2 chat template"): LLAMA2_TEMPLATE with ``</s>``
+    closing the user turn inside ``[INST]`` and no space before the answer's ``</s>``. The card shows
+    one turn only, so system messages and later turns follow LLAMA2_TEMPLATE's rules."""
+    template = LLAMA2_TEMPLATE
+    for llama2, card in (("' [/INST]' }}", "' ' + eos_token + ' [/INST]' }}"),
+                         ("' '  + content.strip() + ' ' + eos_token", "' ' + content.strip() + eos_token")):
+        if llama2 not in template:  # LLAMA2_TEMPLATE changed: this derivation must be revisited
+            raise RuntimeError(f"LLAMA2_TEMPLATE no longer contains {llama2!r}")
+        template = template.replace(llama2, card)
+    return template
+
+
+STARLING_RM_TEMPLATE = _card_template()
 
 
 def starling_rm_prompt(messages: list[dict]) -> str:
