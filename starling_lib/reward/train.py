@@ -281,3 +281,19 @@ def evaluate_reward_model(model, tokenizer, examples: list[dict], preset: Preset
                             device=preset.runtime.device, bf16=preset.runtime.bf16)
     metrics = ranking_metrics(scored["scores"], scored["ranks"], scored.get("gold_rewards"), per_prompt=per_prompt)
     return {f"eval_{k}" if not k.startswith("eval_") and k != "per_prompt" else k: v for k, v in metrics.items()}
+
+
+def load_trained(model_dir: str | Path):
+    """(model, tokenizer) saved by :func:`train_reward_model` (its ``final/`` or a checkpoint folder)."""
+    model_dir = Path(model_dir)
+    if (model_dir / "final").is_dir():
+        model_dir = model_dir / "final"
+    if not (model_dir / "config.json").is_file() and not any(model_dir.glob("*.bin")):
+        raise FileNotFoundError(f"{model_dir}: no saved reward model (config.json / weights) here")
+    with _quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        if (model_dir / "starling_rm.json").is_file():
+            from starling_lib.reward.starling_rm import load_saved_starling_rm
+
+            return load_saved_starling_rm(model_dir), tokenizer
+        return AutoModelForSequenceClassification.from_pretrained(model_dir), tokenizer
