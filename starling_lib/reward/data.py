@@ -66,10 +66,11 @@ def is_rating_log(source) -> bool:
     return path.is_dir() and ((path / "rankings.jsonl").is_file() or any(path.glob("*/rankings.jsonl")))
 
 
-def load_examples(preset: Preset, source: str | os.PathLike | None = None) -> list[dict]:
-    """Listwise examples from ``source`` (default ``preset.data.source``), at most ``data.max_prompts``
-    distinct prompts (all rankings of a kept prompt stay together)."""
+def load_examples(preset: Preset, source: str | os.PathLike | None = None, max_prompts: int | None = None) -> list[dict]:
+    """Listwise examples from ``source`` (default ``preset.data.source``), at most ``max_prompts``
+    (default ``data.max_prompts``) distinct prompts; all rankings of a kept prompt stay together."""
     source = preset.data.source if source is None else source
+    max_prompts = preset.data.max_prompts if max_prompts is None else max_prompts
     if source == "tinyworld":
         examples = tinyworld_examples(generate_world(preset.world))
     elif is_rating_log(source):
@@ -80,8 +81,8 @@ def load_examples(preset: Preset, source: str | os.PathLike | None = None) -> li
             examples += rating_log_examples(rows, strategy=folder.name)
     else:
         examples = nectar_examples(load_nectar(source, strict=preset.data.strict))
-    if preset.data.max_prompts is not None:
-        keep = set(distinct_prompts(examples)[:preset.data.max_prompts])
+    if max_prompts is not None:
+        keep = set(distinct_prompts(examples)[:max_prompts])
         examples = [e for e in examples if e["prompt_text"] in keep]
     if not examples:
         raise ValueError(f"no usable examples in {source}")

@@ -32,7 +32,7 @@ from starling_lib.data.tinyworld import generate_world
 from starling_lib.models import autocast_context, minilm_reward_model, resolve_device
 from starling_lib.paths import runs_dir
 from starling_lib.reward.collate import ListwiseCollator
-from starling_lib.reward.data import distinct_prompts, prompt_folds, tinyworld_examples  # noqa: F401 (re-exported)
+from starling_lib.reward.data import prompt_folds, tinyworld_examples
 from starling_lib.reward.metrics import ranking_metrics
 from starling_lib.reward.theory import fit_linear_reward
 from starling_lib.reward.train import build_backbone, evaluate_reward_model, train_reward_model

@@ -133,9 +133,9 @@ def _trim_log(path: Path, step: int) -> None:
     """Drop training-log lines past ``step``: a resumed run logs those steps again."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step and json.loads(line).get("event") == "train"]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = [r for r in records if r.get("event") == "train" and r.get("step", 0) <= step]
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
 
 
 def training_arguments(cfg: RewardConfig, output_dir: Path, preset: Preset, **overrides) -> TrainingArguments:
