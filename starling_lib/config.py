@@ -246,7 +246,7 @@ class SftConfig:
     answers: str = "all"
     """Which answers of each prompt are targets: ``all`` K (a weak, average chat model) or ``best``
     (the rank-1 answer only, as in OpenChat-style SFT on good data)."""
-    n_prompts: int = 600
+    n_prompts: int = 300
     """Prompts whose answers are trained on."""
     epochs: float = 1.0
     """Passes over the examples."""
@@ -335,8 +335,6 @@ class PolicyConfig:
     """Tokens per prompt+response given to the reward model."""
     save_every: int = 10
     """Checkpoint every this many iterations (and at the end); resume takes the latest."""
-    deepspeed: str | None = None
-    """DeepSpeed config for the trainable parts (``full``); needs ``pip install deepspeed`` and GPUs."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (7B)."""
 
@@ -345,9 +343,10 @@ class PolicyConfig:
 class PolicyStudyConfig:
     """Sizes of notebook 03: SFT start, proxy reward model, APA vs PPO over seeds."""
 
-    world_prompts: int = 1600
-    """Tiny-world prompts generated; split into SFT, reward-model, RL and held-out parts."""
-    rm_prompts: int = 400
+    world_prompts: int = 4000
+    """Tiny-world rows generated; their distinct prompts (about 990 of 4,000: single-turn prompts
+    repeat) are split into SFT, reward-model, held-out and RL parts."""
+    rm_prompts: int = 300
     """Prompts the proxy reward model is trained on (notebook 02's trainer, ``preset.reward``)."""
     eval_prompts: int = 96
     """Held-out prompts whose sampled answers measure gold and proxy reward before and after."""
@@ -416,6 +415,11 @@ def _smoke() -> Preset:
         rm_study=RewardStudyConfig(theory_n_grid=[25, 50, 100, 200], theory_seeds=8, curve_n_prompts=[15, 45],
                                    curve_seeds=1, curve_epochs=3, curve_eval_prompts=40, real_max_prompts=30, real_max_length=128,
                                    real_folds=3, real_repeats=1),
+        sft=SftConfig(n_prompts=60),
+        policy=PolicyConfig(iterations=3, prompts_per_iteration=8, minibatch_size=8, max_new_tokens=24,
+                            max_prompt_length=96, rm_max_length=128, save_every=2),
+        policy_study=PolicyStudyConfig(world_prompts=300, rm_prompts=40, eval_prompts=16, seeds=2,
+                                       sample_table_rows=3),
     )
 
 
@@ -440,6 +444,15 @@ def _full() -> Preset:
         reward=RewardConfig(learning_rate=1e-5, max_length=2048, prompts_per_batch=1, grad_accum=8, epochs=1,
                             warmup_ratio=0.03, lr_scheduler="cosine", save_steps=500, logging_steps=10,
                             eval_fraction=0.01, gradient_checkpointing=True),
+        # Starling-LM-7B-alpha: OpenChat 3.5 tuned with APA against Starling-RM, only the last 4
+        # transformer blocks (and the heads) trained, the critic a separate copy of the trunk. Data
+        # parallel under torchrun (one full copy per GPU; see configs/README.md for the memory
+        # arithmetic); 128 responses per iteration over all processes, 8 per process per step.
+        sft=SftConfig(answers="best", n_prompts=183_000, learning_rate=2e-5, batch_size=8, max_length=2048),
+        policy=PolicyConfig(unfreeze_last_n=4, apa_lambda=0.1, learning_rate=1e-6, critic_learning_rate=1e-5,
+                            iterations=1000, prompts_per_iteration=128, minibatch_size=8, grad_accum=2,
+                            max_prompt_length=1024, max_new_tokens=1024, rm_max_length=2048, save_every=50,
+                            gradient_checkpointing=True),
     )
 
 

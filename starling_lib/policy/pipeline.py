@@ -1,25 +1,28 @@
 """Loading what a policy-tuning run starts from: the policy, the reward model, the prompts.
 
 What it is for: ``starling apa train`` and notebook 03 start a run from saved folders (an SFT run,
-a reward-model run) or from the preset's own models; this module resolves those into objects
-so the CLI only wires.
+a reward-model run) or from the preset's own models, on prompts kept apart from the SFT and
+reward-model data; this module resolves those into objects so the CLI only wires.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from starling_lib.config import Preset
-from starling_lib.data.tinyworld import gold_reward
+from starling_lib.data.nectar import load_nectar
+from starling_lib.data.tinyworld import generate_world, gold_reward
 from starling_lib.models import _quiet_transformers, build_tiny_assets, load_causal_lm
 from starling_lib.paths import runs_dir
 from starling_lib.reward.data import distinct_prompts, load_examples
 
 
-def load_policy(preset: Preset, path: str | Path | None = None):
+def load_policy(preset: Preset | None, path: str | Path | None = None):
     """(causal LM, tokenizer): a saved folder (an SFT or APA run's ``final/``, or any HF model folder),
     else the preset's policy (``policy_model.name_or_path``, or the tiny policy, untrained)."""
     with _quiet_transformers():
@@ -40,12 +43,45 @@ def load_policy(preset: Preset, path: str | Path | None = None):
         return AutoModelForCausalLM.from_pretrained(paths["policy"]), AutoTokenizer.from_pretrained(paths["tokenizer"])
 
 
+def split_world(preset: Preset) -> dict[str, list[dict]]:
+    """Tiny-world rows split by prompt into ``sft``, ``rm``, ``rl`` and ``eval`` (no prompt in two parts)."""
+    study, sft = preset.policy_study, preset.sft
+    world = dataclasses.replace(preset.world, n_prompts=study.world_prompts)
+    # The world's prompts repeat (single-turn ones come from a small lexicon): keep one row per
+    # distinct prompt, in a seeded random order so no part gets only the common ones.
+    rows = list({row["prompt"]: row for row in generate_world(world)}.values())
+    order = np.random.default_rng(preset.world.seed).permutation(len(rows))
+    rows = [rows[i] for i in order]
+    sizes = {"sft": sft.n_prompts, "rm": study.rm_prompts, "eval": study.eval_prompts}
+    if sum(sizes.values()) >= len(rows):
+        raise ValueError(f"policy_study.world_prompts={study.world_prompts} gives {len(rows)} distinct prompts, "
+                         f"not enough for sft {sizes['sft']} + rm {sizes['rm']} + eval {sizes['eval']} + some for RL")
+    parts, start = {}, 0
+    for name, size in sizes.items():
+        parts[name] = rows[start:start + size]
+        start += size
+    parts["rl"] = rows[start:]
+    return parts
+
+
+def sft_rows(preset: Preset, source: str | None = None) -> list[dict]:
+    """Nectar-format rows to fine-tune on: the tiny world's ``sft`` part (:func:`split_world`), or the
+    rows of a Nectar file / hub id (``train_sft`` takes the first ``sft.n_prompts``)."""
+    source = source or preset.data.source
+    if source == "tinyworld":
+        return split_world(preset)["sft"]
+    return list(load_nectar(source, strict=preset.data.strict))
+
+
 def policy_prompts(preset: Preset, source: str | None = None, max_prompts: int | None = None
                    ) -> tuple[list, Callable | None]:
-    """(distinct prompts of ``source`` (default: the preset's data), gold function or None).
+    """(prompts to tune on, gold function or None).
 
-    The tiny world knows the true reward of any text, so its runs also log ``gold_reward``.
+    The tiny world: its ``rl`` part (:func:`split_world`, disjoint from the SFT and reward-model
+    prompts), with ``gold_reward`` (it knows the true reward of any text, so runs also log it).
+    Otherwise the distinct prompts of ``source`` (a Nectar file or hub id, rating logs).
     """
     source = source or preset.data.source
-    prompts = distinct_prompts(load_examples(preset, source, max_prompts=max_prompts))
-    return prompts, (gold_reward if source == "tinyworld" else None)
+    if source == "tinyworld":
+        return [row["prompt"] for row in split_world(preset)["rl"]][:max_prompts], gold_reward
+    return distinct_prompts(load_examples(preset, source, max_prompts=max_prompts)), None
