@@ -7,6 +7,8 @@
     starling bias DIR... [--reparse] [--json]            first-place frequency by input position
     starling rm train [--preset tiny] [--loss kwise] [--data SOURCE] [--out DIR] [--resume]
     starling rm eval MODEL_DIR [--data SOURCE] [--split eval|all] [--json]
+    starling sft train [--preset tiny] [--data SOURCE] [--out DIR] [--json]      the RL start
+    starling apa train --reward-model RUN [--policy DIR] [--algo apa|ppo|awr] [--out DIR] [--resume]
     starling info [--json]                               versions, device, reference data
 
 Every command that reports numbers takes ``--json``. Expected failures (bad data, a failing
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -156,8 +159,7 @@ def cmd_rm_train(args) -> int:
     print(f"rm train: {len(train)} train / {len(held_out)} eval rankings, loss {preset.reward.loss_type}, "
           f"backbone {preset.reward.backbone}, out {out}", file=sys.stderr)
     run = train_reward_model(preset, train, held_out, out, resume=args.resume, quiet=args.json)
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one process writes
-        (run.output_dir / "preset.json").write_text(preset.to_json() + "\n")
+    _write_preset(run.output_dir, preset)
     summary = {"output_dir": str(run.output_dir), "log": str(run.log_path), **run.metrics}
     _print_metrics(summary, args.json)
     return EXIT_OK
@@ -178,6 +180,59 @@ def cmd_rm_eval(args) -> int:
         with open(args.log, "a", encoding="utf-8") as f:
             f.write(json.dumps({"event": "eval", **metrics}) + "\n")
     _print_metrics(metrics, args.json)
+    return EXIT_OK
+
+
+def _write_preset(run_dir, preset) -> None:
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one process writes
+        (run_dir / "preset.json").write_text(preset.to_json() + "\n")
+
+
+def cmd_sft_train(args) -> int:
+    from .config import get_preset
+    from .paths import runs_dir
+    from .policy.pipeline import sft_rows
+    from .policy.sft import train_sft
+
+    preset = get_preset(args.preset, args.set)
+    rows = sft_rows(preset, args.data)
+    out = args.out or runs_dir() / "sft" / preset.name
+    print(f"sft train: {min(len(rows), preset.sft.n_prompts)} prompts ({preset.sft.answers} answers), out {out}",
+          file=sys.stderr)
+    run = train_sft(preset, rows, out, quiet=args.json)
+    _write_preset(run.output_dir, preset)
+    _print_metrics({"output_dir": str(run.output_dir), "log": str(run.log_path), **run.metrics}, args.json)
+    return EXIT_OK
+
+
+def cmd_apa_train(args) -> int:
+    from .config import get_preset
+    from .paths import runs_dir
+    from .policy.pipeline import load_policy, policy_prompts
+    from .policy.train import check_config, train_policy
+    from .reward.train import load_trained
+
+    overrides = list(args.set) + ([f"policy.algo={args.algo}"] if args.algo else [])
+    preset = get_preset(args.preset, overrides)
+    check_config(preset.policy)  # before anything is loaded
+    prompts, gold_fn = policy_prompts(preset, args.data)
+    policy, tokenizer = load_policy(preset, args.policy)
+    reward_model, reward_tokenizer = load_trained(args.reward_model)
+    out = Path(args.out) if args.out else runs_dir() / "policy" / f"{preset.name}-{preset.policy.algo}"
+    print(f"apa train: {preset.policy.algo}, {len(prompts)} prompts, {preset.policy.iterations} iterations x "
+          f"{preset.policy.prompts_per_iteration} responses, policy {args.policy or preset.policy_model.name_or_path or 'tiny (untrained)'}, "
+          f"reward model {args.reward_model}, out {out}", file=sys.stderr)
+
+    def progress(iteration, record):
+        if not args.json:
+            shown = ("proxy_reward", "gold_reward", "kl", "response_length", "iteration_s")
+            print(f"  iteration {iteration}: " + " ".join(f"{k}={record[k]:.3f}" for k in shown if k in record),
+                  file=sys.stderr)
+
+    run = train_policy(preset, prompts, policy, tokenizer, reward_model, reward_tokenizer, out, gold_fn=gold_fn,
+                       resume=args.resume, start_model=str(args.policy or ""), on_iteration=progress)
+    _write_preset(run.output_dir, preset)
+    _print_metrics({"output_dir": str(run.output_dir), "log": str(run.log_path), **run.metrics}, args.json)
     return EXIT_OK
 
 
@@ -265,6 +320,28 @@ def build_parser() -> argparse.ArgumentParser:
                          help="override a preset field, e.g. --set reward.epochs=3 (repeatable)")
         cmd.add_argument("--json", action="store_true")
         cmd.set_defaults(func=cmd_rm_train if name == "train" else cmd_rm_eval)
+
+    sft = sub.add_parser("sft", help="supervised fine-tuning of the policy (the start of RL)")
+    sft_sub = sft.add_subparsers(dest="sft_command", required=True)
+    sft_train = sft_sub.add_parser("train", help="fine-tune the policy on ranked answers with TRL's SFTTrainer")
+    apa = sub.add_parser("apa", help="policy tuning against a reward model: APA, or PPO / AWR in the same harness")
+    apa_sub = apa.add_subparsers(dest="apa_command", required=True)
+    apa_train = apa_sub.add_parser("train", help="tune a policy (JSONL log per iteration, checkpoints, final/)")
+    apa_train.add_argument("--reward-model", required=True, help="a reward-model run folder (starling rm train)")
+    apa_train.add_argument("--policy", default=None,
+                           help="the start policy: an SFT run folder or model folder (default: the preset's policy)")
+    apa_train.add_argument("--algo", default=None, choices=["apa", "ppo", "awr"])
+    apa_train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    for cmd, default_out in ((sft_train, "runs/sft/<preset>"), (apa_train, "runs/policy/<preset>-<algo>")):
+        cmd.add_argument("--preset", default="tiny", choices=["smoke", "tiny", "full"])
+        cmd.add_argument("--data", default=None, help="tinyworld (its SFT / RL part) or a Nectar JSONL/Parquet "
+                                                      "file or hub id (default: the preset's data.source)")
+        cmd.add_argument("--out", default=None, help=f"run folder (default: {default_out})")
+        cmd.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                         help="override a preset field, e.g. --set policy.iterations=50 (repeatable)")
+        cmd.add_argument("--json", action="store_true")
+    sft_train.set_defaults(func=cmd_sft_train)
+    apa_train.set_defaults(func=cmd_apa_train)
 
     info = sub.add_parser("info", help="versions, device and where data is read from")
     info.add_argument("--json", action="store_true")
