@@ -7,8 +7,8 @@ import torch
 
 from starling_lib.config import TinyWorldConfig, get_preset
 from starling_lib.data.tinyworld import generate_world
-from starling_lib.policy.sft import (build_sft_trainer, completion_log_likelihood, load_policy, load_sft,
-                                     sft_examples, train_sft)
+from starling_lib.policy.pipeline import load_policy
+from starling_lib.policy.sft import build_sft_trainer, completion_log_likelihood, load_sft, sft_examples, train_sft
 
 ROWS = [
     {"prompt": "\n\nHuman: Tell me about bees.\n\nAssistant: ",

@@ -235,10 +235,6 @@ class Rollout:
     timings: dict = field(default_factory=dict)
     prompts_cut: int = 0
 
-    @property
-    def lengths(self) -> torch.Tensor:
-        return self.mask.sum(1)
-
 
 def gold_scores(gold_fn: Callable | None, prompts: list, texts: list[str]) -> torch.Tensor | None:
     """``gold_fn(prompt, text)`` per response as a tensor, or None without a gold function."""
