@@ -9,7 +9,7 @@ import pytest
 from starling_lib import cli
 from starling_lib.config import get_preset
 from starling_lib.paths import ROOT
-from starling_lib.policy.pipeline import policy_prompts, sft_rows, split_world
+from starling_lib.policy.pipeline import load_policy, policy_prompts, sft_rows, split_world
 
 APA_FAST = ["--set", "policy.iterations=2", "--set", "policy.prompts_per_iteration=4",
             "--set", "policy.minibatch_size=4", "--set", "policy.max_new_tokens=12"]
@@ -38,6 +38,18 @@ def test_split_world_parts_are_disjoint_and_feed_the_commands():
     too_small = get_preset("smoke", ["policy_study.world_prompts=50"])
     with pytest.raises(ValueError, match="policy_study.world_prompts=50 gives"):
         split_world(too_small)
+
+
+def test_a_saved_policy_without_a_pad_token_gets_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("STARLING_RUNS", str(tmp_path / "runs"))
+    model, tokenizer = load_policy(get_preset("smoke"))
+    tokenizer.pad_token = None  # as Llama/Mistral checkpoints ship
+    model.config.pad_token_id = model.generation_config.pad_token_id = None
+    model.save_pretrained(tmp_path / "plain")
+    tokenizer.save_pretrained(tmp_path / "plain")
+    model, tokenizer = load_policy(None, tmp_path / "plain")
+    assert tokenizer.pad_token == tokenizer.unk_token and tokenizer.pad_token_id is not None
+    assert model.config.pad_token_id == model.generation_config.pad_token_id == tokenizer.pad_token_id
 
 
 def test_sft_then_apa_from_the_shell(capsys, tmp_path, monkeypatch):

@@ -17,14 +17,17 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from starling_lib.config import Preset
 from starling_lib.data.nectar import load_nectar
 from starling_lib.data.tinyworld import generate_world, gold_reward
-from starling_lib.models import _quiet_transformers, build_tiny_assets, load_causal_lm
+from starling_lib.models import _adopt_pad_token, _quiet_transformers, build_tiny_assets, load_causal_lm
 from starling_lib.paths import runs_dir
 from starling_lib.reward.data import distinct_prompts, load_examples
 
 
 def load_policy(preset: Preset | None, path: str | Path | None = None):
     """(causal LM, tokenizer): a saved folder (an SFT or APA run's ``final/``, or any HF model folder),
-    else the preset's policy (``policy_model.name_or_path``, or the tiny policy, untrained)."""
+    else the preset's policy (``policy_model.name_or_path``, or the tiny policy, untrained).
+
+    A tokenizer without a pad token (Llama/Mistral checkpoints) gets ``unk`` (else ``eos``) as its pad,
+    whichever way the policy came: rollouts pad prompts with it."""
     with _quiet_transformers():
         if path is not None:
             path = Path(path)
@@ -32,15 +35,22 @@ def load_policy(preset: Preset | None, path: str | Path | None = None):
                 path = path / "final"
             if not (path / "config.json").is_file():
                 raise FileNotFoundError(f"{path}: no saved policy here (config.json missing)")
-            return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-        if preset.policy_model.name_or_path:
+            model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+        elif preset.policy_model.name_or_path:
             tokenizer = AutoTokenizer.from_pretrained(preset.policy_model.name_or_path)
-            if tokenizer.pad_token is None:
-                tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
             tokenizer.padding_side = "left"
-            return load_causal_lm(preset.policy_model, tokenizer), tokenizer
-        paths = build_tiny_assets(preset, runs_dir() / "assets" / preset.name)
-        return AutoModelForCausalLM.from_pretrained(paths["policy"]), AutoTokenizer.from_pretrained(paths["tokenizer"])
+            model = load_causal_lm(preset.policy_model, _with_pad(tokenizer))
+        else:
+            paths = build_tiny_assets(preset, runs_dir() / "assets" / preset.name)
+            model, tokenizer = AutoModelForCausalLM.from_pretrained(paths["policy"]), AutoTokenizer.from_pretrained(paths["tokenizer"])
+    _adopt_pad_token(model, _with_pad(tokenizer))
+    return model, tokenizer
+
+
+def _with_pad(tokenizer):
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    return tokenizer
 
 
 def split_world(preset: Preset) -> dict[str, list[dict]]:
