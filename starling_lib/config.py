@@ -361,6 +361,33 @@ class PolicyStudyConfig:
 
 
 @dataclass
+class EvalConfig:
+    """MT-Bench and AlpacaEval: answer generation and judging (notebook 04, ``starling mt-bench``,
+    ``starling alpaca-eval``); the judge itself is ``Preset.judge``."""
+
+    mt_bench_dir: str | None = None
+    """Folder in FastChat's layout (``question.jsonl``, ``judge_prompts.jsonl``, ``reference_answer/``);
+    ``None``: the project's demo set (``data/mt_bench_demo``); ``shared``: ``../shared/data/mt_bench``."""
+    mt_bench_questions: int | None = None
+    """Use only the first N questions (``None``: all)."""
+    alpaca_instructions: int | None = None
+    """Instructions of the tiny world's AlpacaEval demo set (``None``: all 168)."""
+    alpaca_reference: str = "tiny-rambler"
+    """Simulated model whose answers are the demo set's reference outputs (a long-winded, middling one)."""
+    alpaca_style: str = "weighted"
+    """AlpacaEval annotator style: ``weighted`` (one-token verdict, log-probabilities) or ``ranking``."""
+    alpaca_judge_model: str | None = None
+    """Judge model for AlpacaEval (``None``: ``judge.model``); AlpacaEval 2 used gpt-4-1106-preview."""
+    alpaca_temperatures: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    """Decoding temperatures the demo's policies answer the AlpacaEval set at (greedy, and the RL
+    sampling temperature)."""
+    max_new_tokens: int = 64
+    """Longest answer per turn (FastChat: 1024)."""
+    batch_size: int = 32
+    """Conversations generated at once."""
+
+
+@dataclass
 class Preset:
     """A named bundle of stage configs; pass it (or one of its fields) to library calls."""
 
@@ -392,6 +419,8 @@ class Preset:
     """APA / PPO tuning (notebook 03, ``starling apa train``)."""
     policy_study: PolicyStudyConfig = field(default_factory=PolicyStudyConfig)
     """The APA vs PPO study of notebook 03."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """MT-Bench and AlpacaEval (notebook 04)."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -422,6 +451,7 @@ def _smoke() -> Preset:
                             max_prompt_length=96, rm_max_length=128, save_every=2),
         policy_study=PolicyStudyConfig(world_prompts=300, rm_prompts=40, eval_prompts=16, seeds=2,
                                        sample_table_rows=3),
+        eval=EvalConfig(mt_bench_questions=8, alpaca_instructions=24, max_new_tokens=24),
     )
 
 
@@ -455,6 +485,10 @@ def _full() -> Preset:
                             iterations=1000, prompts_per_iteration=128, minibatch_size=8, grad_accum=2,
                             max_prompt_length=1024, max_new_tokens=1024, rm_max_length=2048, save_every=50,
                             gradient_checkpointing=True),
+        # FastChat's MT-Bench (80 questions, GPT-4 judge) and AlpacaEval 2 (805 instructions, GPT-4-turbo
+        # weighted annotator); answers up to 1024 new tokens, as FastChat's gen_model_answer.
+        eval=EvalConfig(mt_bench_dir="shared", alpaca_judge_model="gpt-4-1106-preview", max_new_tokens=1024,
+                        batch_size=8),
     )
 
 

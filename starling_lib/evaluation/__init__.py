@@ -1,0 +1,17 @@
+"""Evaluation: MT-Bench and AlpacaEval, answer generation → judging → scores, on any judge.
+
+- :mod:`~starling_lib.evaluation.answers`: answers from a Hugging Face chat model or any
+  OpenAI-compatible server; MT-Bench's two turns at FastChat's per-category temperatures; FastChat's
+  and AlpacaEval's file layouts; resumable.
+- :mod:`~starling_lib.evaluation.mt_bench`: FastChat's question / judge-prompt / reference files,
+  single-answer grading (reference-guided for math, reasoning, coding; multi-turn prompts for turn
+  2), pairwise grading in both orders, scores; the project's offline demo set and a simulated judge.
+- :mod:`~starling_lib.evaluation.alpaca_eval`: pairwise judging against reference outputs (v1
+  ranking and v2 weighted annotators, randomised order), win rate and standard error exactly as
+  published, the length-controlled win rate.
+- :mod:`~starling_lib.evaluation.study`: what notebook 04 evaluates offline (notebook 03's SFT and
+  APA policies, the tiny world's AlpacaEval demo set).
+
+Judging goes through :class:`~starling_lib.judge.client.JudgeClient` (cache, retries, resume,
+cost), so a killed run resumes without paying twice and gives the same scores.
+"""
