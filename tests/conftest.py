@@ -1,4 +1,5 @@
-"""Shared test set-up: offline hub, headless plotting, and the optional published data."""
+"""Shared test set-up: offline hub, headless plotting, the optional published data, and a fake
+OpenAI-compatible server with a judge client for it."""
 
 import os
 
@@ -27,3 +28,45 @@ def ratings_dir():
     if path is None:
         pytest.skip("published rating logs not present (../shared/data/starling_ratings)")
     return path
+
+
+# A key that must never leak (the judge-client tests look for it in caches, logs and reports).
+JUDGE_TEST_KEY = "sk-test-LEAKCANARY-7f3a9c2e51b04d86"
+
+
+@pytest.fixture
+def serve():
+    """``serve(responder, **kwargs)`` starts a FakeOpenAIServer that stops at the end of the test."""
+    from starling_lib.judge.fake_server import FakeOpenAIServer
+
+    servers = []
+
+    def start(*args, server_class=FakeOpenAIServer, **kwargs):
+        server = server_class(*args, **kwargs).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def make_client(tmp_path):
+    """``make_client(server, cache="cache.sqlite", **JudgeConfig fields)``: a quiet client with tiny backoffs."""
+    from starling_lib.judge import JudgeClient
+
+    clients = []
+
+    def make(server, cache="cache.sqlite", **kwargs):
+        kwargs.setdefault("api_key", JUDGE_TEST_KEY)
+        kwargs.setdefault("backoff_base_s", 0.001)
+        kwargs.setdefault("backoff_max_s", 0.01)
+        client = JudgeClient(base_url=server.base_url, cache_path=tmp_path / cache, progress=False,
+                             log=lambda line: None, **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

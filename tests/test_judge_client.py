@@ -11,42 +11,11 @@ import pytest
 from starling_lib.config import JudgeConfig
 from starling_lib.judge import JudgeCache, JudgeClient, JudgeRequest, estimate_cost, request_key
 from starling_lib.judge.client import retry_after_seconds
-from starling_lib.judge.fake_server import FakeOpenAIServer, FaultConfig, HTTPFault, default_responder
+from starling_lib.judge.fake_server import FaultConfig, HTTPFault, default_responder
 
-KEY = "sk-test-LEAKCANARY-7f3a9c2e51b04d86"
-
-
-@pytest.fixture
-def serve():
-    """``serve(**kwargs)`` starts a FakeOpenAIServer that stops at the end of the test."""
-    servers = []
-
-    def start(*args, **kwargs):
-        server = FakeOpenAIServer(*args, **kwargs).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+KEY = "sk-test-LEAKCANARY-7f3a9c2e51b04d86"  # the shared make_client fixture (conftest.py) uses this key
 
 
-@pytest.fixture
-def make_client(tmp_path):
-    clients = []
-
-    def make(server, cache="cache.sqlite", **kwargs):
-        kwargs.setdefault("api_key", KEY)
-        kwargs.setdefault("backoff_base_s", 0.001)
-        kwargs.setdefault("backoff_max_s", 0.01)
-        client = JudgeClient(base_url=server.base_url, cache_path=tmp_path / cache, progress=False,
-                             log=lambda line: None, **kwargs)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
 
 
 def requests(n, tag="q"):
