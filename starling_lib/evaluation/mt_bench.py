@@ -49,7 +49,7 @@ import pandas as pd
 
 from starling_lib.evaluation.answers import ERROR_ANSWER, category_temperature
 from starling_lib.judge.client import JudgeRequest
-from starling_lib.paths import DATA
+from starling_lib.paths import DATA, shared_data
 
 DEMO_DIR = DATA / "mt_bench_demo"
 """The project's offline MT-Bench-shaped set over the tiny world (see :mod:`.mt_bench_demo`)."""
@@ -587,3 +587,16 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def resolve_bench_dir(value: str | Path | None) -> Path:
+    """``EvalConfig.mt_bench_dir`` as a folder: ``None`` → the demo set, ``"shared"`` → the published
+    files under ``../shared/data/mt_bench`` (an error saying where to put them when absent), else the path."""
+    if value is None:
+        return DEMO_DIR
+    if str(value) == "shared":
+        return shared_data("mt_bench", required=True)
+    path = Path(value)
+    if not (path / "question.jsonl").is_file():
+        raise FileNotFoundError(f"{path}: no question.jsonl here (expected FastChat's llm_judge/data/<bench> layout)")
+    return path

@@ -109,3 +109,17 @@ def tuned_policies(preset: Preset, work_dir: str | Path | None = None, *, seed: 
         train_policy(run_preset, [row["prompt"] for row in parts["rl"]], policy, tokenizer, reward_model,
                      reward_tokenizer, apa_dir, gold_fn=gold_reward, resume=True)
     return {"sft": sft_dir / "final", "apa": apa_dir / "final"}
+
+
+def policy_fingerprint(folder: str | Path) -> str:
+    """First 8 hex digits of the sha256 of a saved model's weight files: answer files are keyed by it,
+    so a retrained policy never reuses (resumes from) the answers of an earlier one."""
+    digest = hashlib.sha256()
+    files = sorted(Path(folder).glob("*.safetensors")) or sorted(Path(folder).glob("*.bin"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no weight files (*.safetensors / *.bin)")
+    for path in files:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:8]
