@@ -9,6 +9,11 @@
     starling rm eval MODEL_DIR [--data SOURCE] [--split eval|all] [--json]
     starling sft train [--preset tiny] [--data SOURCE] [--out DIR] [--json]      the RL start
     starling apa train --reward-model RUN [--policy DIR] [--algo apa|ppo|awr] [--out DIR] [--resume]
+    starling mt-bench generate --model-id ID (--model DIR | --base-url URL) [--limit N]   FastChat answers
+    starling mt-bench judge --model-id ID [ID] [--mode single|pairwise] [--simulated] [--base-url URL]
+    starling mt-bench score JUDGMENTS.jsonl [--json]     per-turn and overall scores, or win rates
+    starling alpaca-eval judge OUTPUTS.json --reference REF.json [--style weighted|ranking] [--simulated]
+    starling alpaca-eval score ANNOTATIONS.json [--instruction-difficulty CSV] [--json]   win rate, SE, LC
     starling info [--json]                               versions, device, reference data
 
 Every command that reports numbers takes ``--json``. Expected failures (bad data, a failing
@@ -342,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--json", action="store_true")
     sft_train.set_defaults(func=cmd_sft_train)
     apa_train.set_defaults(func=cmd_apa_train)
+
+    from .cli_eval import add_eval_parsers
+    add_eval_parsers(sub)
 
     info = sub.add_parser("info", help="versions, device and where data is read from")
     info.add_argument("--json", action="store_true")
