@@ -93,17 +93,10 @@ def _judge_client(args, preset, *, model: str, bench: str, responder_factory=Non
 
 def _mt_bench_source(preset, questions_arg) -> tuple[Path, Path, str]:
     """``(question.jsonl, its folder, bench name)`` from ``--questions`` or ``preset.eval.mt_bench_dir``."""
-    from .evaluation.mt_bench import DEMO_DIR
+    from .evaluation.mt_bench import DEMO_DIR, resolve_bench_dir
     from .paths import shared_data
 
-    if questions_arg:
-        path = Path(questions_arg)
-    elif preset.eval.mt_bench_dir is None:
-        path = DEMO_DIR
-    elif preset.eval.mt_bench_dir == "shared":
-        path = shared_data("mt_bench", required=True)
-    else:
-        path = Path(preset.eval.mt_bench_dir)
+    path = Path(questions_arg) if questions_arg else resolve_bench_dir(preset.eval.mt_bench_dir)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such MT-Bench question folder or file")
     file, folder = (path / "question.jsonl", path) if path.is_dir() else (path, path.parent)
