@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import sys
 from pathlib import Path
@@ -39,7 +38,9 @@ def _clean(value):
 
 
 def _print_json(payload) -> None:
-    print(json.dumps(_clean(payload), indent=2, default=str))
+    from .cli import _print_json as print_json
+
+    print_json(_clean(payload))
 
 
 def _fmt(value, spec: str = ".3f") -> str:
@@ -173,11 +174,6 @@ def cmd_mt_bench_generate(args) -> int:
     return EXIT_OK
 
 
-def _first_reference_file(folder: Path) -> Path | None:
-    files = sorted((folder / "reference_answer").glob("*.jsonl"))
-    return files[0] if files else None
-
-
 def _merge_judgments(path: Path, rows: list[dict], mode: str, model_ids: list[str]) -> tuple[list[dict], int]:
     """Rows already in ``path`` for other models (or pairs) kept, then this run's rows."""
     from .evaluation.mt_bench import read_judgments
@@ -217,7 +213,8 @@ def _pairwise_rates(rows: list[dict]) -> dict:
 
 def cmd_mt_bench_judge(args) -> int:
     from .evaluation.mt_bench import (judge_pairwise, judge_single, load_judge_prompts, load_model_answers,
-                                      load_questions, load_references, score_single, write_judgments)
+                                      load_questions, load_references, reference_file, score_single,
+                                      write_judgments)
     from .evaluation.mt_bench_demo import SimulatedMTBenchJudge
 
     if args.mode == "pairwise" and len(args.model_id) != 2:
@@ -238,14 +235,14 @@ def cmd_mt_bench_judge(args) -> int:
     missing = [m for m in args.model_id if m not in answers]
     if missing:
         raise ValueError(f"{answers_path}: no answers for {missing} (have {sorted(answers)})")
-    reference_file = Path(args.references) if args.references else _first_reference_file(folder)
-    references = load_references(reference_file) if reference_file else None
+    references_path = Path(args.references) if args.references else reference_file(folder)
+    references = load_references(references_path) if references_path else None
     judge_model = args.judge_model or preset.judge.model
     suffix = "single" if args.mode == "single" else "pair"
     path = out / "model_judgment" / f"{_safe_name(judge_model)}_{suffix}.jsonl"
     _stderr(f"mt-bench judge: {args.mode}, {len(questions)} questions from {question_file}, models "
             f"{', '.join(args.model_id)}, judge {judge_model}{' (simulated)' if args.simulated else ''}, "
-            f"references {reference_file or 'none'}")
+            f"references {references_path or 'none'}")
     with _judge_client(args, preset, model=judge_model, bench=bench,
                        responder_factory=lambda: SimulatedMTBenchJudge().respond) as client:
         if args.mode == "single":

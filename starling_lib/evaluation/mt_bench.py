@@ -600,3 +600,9 @@ def resolve_bench_dir(value: str | Path | None) -> Path:
     if not (path / "question.jsonl").is_file():
         raise FileNotFoundError(f"{path}: no question.jsonl here (expected FastChat's llm_judge/data/<bench> layout)")
     return path
+
+
+def reference_file(folder: str | Path) -> Path | None:
+    """The first ``reference_answer/*.jsonl`` of a bench folder (FastChat ships ``gpt-4.jsonl``), or ``None``."""
+    files = sorted((Path(folder) / "reference_answer").glob("*.jsonl"))
+    return files[0] if files else None

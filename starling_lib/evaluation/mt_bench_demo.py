@@ -87,7 +87,7 @@ def demo_questions() -> list[dict]:
 
 # ---- simulated answers and references ------------------------------------------------------------
 
-def _conversation(turns: list[str], answers: list[str], turn: int) -> str:
+def conversation_prompt(turns: list[str], answers: list[str], turn: int) -> str:
     """The Nectar prompt before answer ``turn`` (1-based): earlier exchanges, then the question."""
     return _render_prompt(list(zip(turns[:turn - 1], answers[:turn - 1])), turns[turn - 1])
 
@@ -112,7 +112,7 @@ def simulate_answers(questions, model: str, seed: int = 0) -> dict[int, list[str
         rng = np.random.default_rng([seed, qid, SIMULATED_MODELS.index(sim)])
         replies: list[str] = []
         for turn in range(1, len(turns) + 1):
-            replies.append(_simulate_turn(rng, sim, _conversation(turns, replies, turn)))
+            replies.append(_simulate_turn(rng, sim, conversation_prompt(turns, replies, turn)))
         answers[qid] = replies
     return answers
 
@@ -132,7 +132,7 @@ def demo_references(questions: list[dict]) -> list[dict]:
             continue
         turns: list[str] = []
         for turn in range(1, len(q["turns"]) + 1):
-            turns.append(best_answer(_conversation(q["turns"], turns, turn), seed=1000 * q["question_id"] + turn))
+            turns.append(best_answer(conversation_prompt(q["turns"], turns, turn), seed=1000 * q["question_id"] + turn))
         rows.append({"question_id": q["question_id"], "answer_id": f"{REFERENCE_MODEL}-{q['question_id']}",
                      "model_id": REFERENCE_MODEL, "choices": [{"index": 0, "turns": turns}], "tstamp": 0.0})
     return rows
