@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from starling_lib.config import get_preset  # noqa: E402
-from starling_lib.data.nectar import prompt_to_messages  # noqa: E402
+from starling_lib.data.chat import prompt_to_messages  # noqa: E402
 from starling_lib.models import _quiet_transformers, autocast_context  # noqa: E402
 from starling_lib.policy.pipeline import load_policy, policy_prompts  # noqa: E402
 from starling_lib.policy.rollout import (RewardScorer, _eos_ids, encode_prompts, response_mask,  # noqa: E402

@@ -1,10 +1,14 @@
-"""Chat templates render exactly the published formats, standalone and through a tokenizer."""
+"""Nectar's prompt string converts to chat messages and back; chat templates render exactly the
+published formats, standalone and through a tokenizer."""
 
 import pytest
 from tokenizers import Tokenizer, models
 from transformers import PreTrainedTokenizerFast
 
-from starling_lib.data.chat import LLAMA2_TEMPLATE, OPENCHAT_TEMPLATE, render_chat
+from starling_lib.data.chat import (
+    LLAMA2_TEMPLATE, OPENCHAT_TEMPLATE, messages_to_prompt, prompt_to_messages, render_chat,
+)
+from starling_lib.data.schema import NectarFormatError
 
 ONE_TURN = [{"role": "user", "content": "Hello"}]
 MULTI_TURN = [
@@ -13,6 +17,44 @@ MULTI_TURN = [
     {"role": "user", "content": "How are you today?"},
 ]
 
+
+# ---------------------------------------------------------------------------------- prompt format
+
+TWO_TURNS = "\n\nHuman: Hi there\n\nAssistant: Hello! How can I help?\n\nHuman: Name a colour.\n\nAssistant: "
+
+
+def test_prompt_to_messages_two_turns():
+    assert prompt_to_messages(TWO_TURNS) == [
+        {"role": "user", "content": "Hi there"},
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": "Name a colour."},
+    ]
+    assert messages_to_prompt(prompt_to_messages(TWO_TURNS)) == TWO_TURNS
+
+
+def test_prompt_variants():
+    # No leading blank line: parsed leniently, written back in the canonical form.
+    assert prompt_to_messages("Human: Hi\n\nAssistant: ") == [{"role": "user", "content": "Hi"}]
+    assert messages_to_prompt([{"role": "user", "content": "Hi"}]) == "\n\nHuman: Hi\n\nAssistant: "
+    # A started assistant turn stays open rather than gaining a generation point.
+    partial = "\n\nHuman: Hi\n\nAssistant: Sure, here"
+    assert prompt_to_messages(partial)[-1] == {"role": "assistant", "content": "Sure, here"}
+    assert messages_to_prompt(prompt_to_messages(partial)) == partial
+    # Marker-like text without the blank line is content, not a turn.
+    assert prompt_to_messages("\n\nHuman: say 'Human: x'\n\nAssistant: ")[0]["content"] == "say 'Human: x'"
+    with pytest.raises(ValueError, match="role must be 'user' or 'assistant'"):
+        messages_to_prompt([{"role": "system", "content": "Be brief."}])
+
+
+@pytest.mark.parametrize("prompt", ["Tell me a joke.", "\n\nAssistant: hi", "intro\n\nHuman: hi\n\nAssistant: "])
+def test_prompt_without_opening_human_turn_is_rejected(prompt):
+    with pytest.raises(NectarFormatError) as caught:
+        prompt_to_messages(prompt)
+    assert (caught.value.reason, caught.value.field) == ("no_human_turn", "prompt")
+    assert str(caught.value).startswith("field 'prompt': ")
+
+
+# ---------------------------------------------------------------------------------- chat templates
 
 def test_openchat_single_turn_with_generation_prompt():
     assert render_chat(ONE_TURN, "openchat", add_generation_prompt=True) == (

@@ -9,13 +9,12 @@ from itertools import combinations
 import datasets
 import pytest
 
-from starling_lib.data import nectar
+from starling_lib.data.chat import messages_to_prompt, prompt_to_messages
 from starling_lib.data.convert import (
     listwise_dataset, pairs_per_prompt, pairwise_dataset, to_listwise, to_pairwise,
 )
 from starling_lib.data.nectar import (
-    NectarFormatError, NectarSourceError, load_nectar, messages_to_prompt, prompt_to_messages,
-    read_rating_log, validate_nectar,
+    NectarFormatError, NectarSourceError, load_nectar, read_rating_log, validate_nectar,
 )
 from starling_lib.data.schema import NECTAR_FEATURES, NECTAR_FIELDS
 
@@ -368,37 +367,6 @@ def test_hub_unreachable_online_fails_before_datasets_retries(monkeypatch):
 TWO_TURNS = "\n\nHuman: Hi there\n\nAssistant: Hello! How can I help?\n\nHuman: Name a colour.\n\nAssistant: "
 
 
-def test_prompt_to_messages_two_turns():
-    assert prompt_to_messages(TWO_TURNS) == [
-        {"role": "user", "content": "Hi there"},
-        {"role": "assistant", "content": "Hello! How can I help?"},
-        {"role": "user", "content": "Name a colour."},
-    ]
-    assert messages_to_prompt(prompt_to_messages(TWO_TURNS)) == TWO_TURNS
-
-
-def test_prompt_variants():
-    # No leading blank line: parsed leniently, written back in the canonical form.
-    assert prompt_to_messages("Human: Hi\n\nAssistant: ") == [{"role": "user", "content": "Hi"}]
-    assert messages_to_prompt([{"role": "user", "content": "Hi"}]) == "\n\nHuman: Hi\n\nAssistant: "
-    # A started assistant turn stays open rather than gaining a generation point.
-    partial = "\n\nHuman: Hi\n\nAssistant: Sure, here"
-    assert prompt_to_messages(partial)[-1] == {"role": "assistant", "content": "Sure, here"}
-    assert messages_to_prompt(prompt_to_messages(partial)) == partial
-    # Marker-like text without the blank line is content, not a turn.
-    assert prompt_to_messages("\n\nHuman: say 'Human: x'\n\nAssistant: ")[0]["content"] == "say 'Human: x'"
-    with pytest.raises(ValueError, match="role must be 'user' or 'assistant'"):
-        messages_to_prompt([{"role": "system", "content": "Be brief."}])
-
-
-@pytest.mark.parametrize("prompt", ["Tell me a joke.", "\n\nAssistant: hi", "intro\n\nHuman: hi\n\nAssistant: "])
-def test_prompt_without_opening_human_turn_is_rejected(prompt):
-    with pytest.raises(NectarFormatError) as caught:
-        prompt_to_messages(prompt)
-    assert (caught.value.reason, caught.value.field) == ("no_human_turn", "prompt")
-    assert str(caught.value).startswith("field 'prompt': ")
-
-
 def test_to_listwise_orders_best_first():
     listwise = to_listwise(nectar_row())
     assert listwise == {
@@ -447,9 +415,3 @@ def test_dataset_conversions(tmp_path):
     assert adjacent["prompt_index"] == [0, 0] + [1] * 6 and adjacent["n_pairs"] == [2, 2] + [6] * 6
     listwise = listwise_dataset(dataset)
     assert listwise[0] == to_listwise(nectar_row("a")) and listwise["ranks"][1] == [float(r) for r in range(1, 8)]
-
-
-def test_conversions_importable_from_nectar():
-    assert nectar.to_pairwise is to_pairwise and nectar.pairwise_dataset is pairwise_dataset
-    with pytest.raises(AttributeError):
-        nectar.no_such_function

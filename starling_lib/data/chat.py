@@ -1,4 +1,9 @@
-"""Chat templates of the Starling models, as Jinja strings usable with any tokenizer.
+"""Chat formats: Nectar's prompt string as messages, and the Starling models' chat templates.
+
+Nectar (like Anthropic HH) stores a conversation as one string,
+``"\\n\\nHuman: ...\\n\\nAssistant: ..."``; :func:`prompt_to_messages` and
+:func:`messages_to_prompt` convert it to and from chat messages, which the templates below render.
+Chat templates, as Jinja strings usable with any tokenizer:
 
 - ``OPENCHAT_TEMPLATE``: OpenChat 3.5 / Starling-LM-7B-alpha ("GPT4 Correct" format), the
   template shipped in ``openchat/openchat_3.5``'s ``tokenizer_config.json``.
@@ -15,9 +20,52 @@ Messages are ``[{"role": "user"|"assistant"|"system", "content": str}, ...]``.
 from __future__ import annotations
 
 import functools
+import re
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from starling_lib.data.schema import ASSISTANT, HUMAN, NectarFormatError
+
+_TURN_MARKER = re.compile(f"({re.escape(HUMAN)}|{re.escape(ASSISTANT)})")
+
+
+# ---------------------------------------------------------------------------------- prompt format
+
+def prompt_to_messages(prompt: str) -> list[dict[str, str]]:
+    """``"\\n\\nHuman: a\\n\\nAssistant: b\\n\\nHuman: c\\n\\nAssistant: "`` -> user a, assistant b, user c.
+
+    Content is the exact text between turn markers. A final empty Assistant turn (the generation
+    point) is dropped; a final non-empty one is kept as a partial assistant message. A prompt may open
+    with ``"Human: "`` without the blank line; it parses the same, but converts back to the canonical
+    form, so only canonical prompts (opening with ``"\\n\\nHuman: "`` and ending with a generation
+    point or an assistant turn) round-trip exactly through :func:`messages_to_prompt`.
+    """
+    if prompt.startswith(HUMAN.lstrip("\n")):
+        prompt = "\n\n" + prompt
+    pieces = _TURN_MARKER.split(prompt)  # [preamble, marker, content, marker, content, ...]
+    if pieces[0] or len(pieces) == 1 or pieces[1] != HUMAN:
+        raise NectarFormatError("no_human_turn", f"prompt does not open with a {HUMAN.strip()!r} turn: "
+                                f"{prompt[:60]!r}", field="prompt")
+    messages = [{"role": "user" if marker == HUMAN else "assistant", "content": content}
+                for marker, content in zip(pieces[1::2], pieces[2::2])]
+    if messages[-1] == {"role": "assistant", "content": ""}:
+        messages.pop()
+    return messages
+
+
+def messages_to_prompt(messages: list[dict[str, str]]) -> str:
+    """Inverse of :func:`prompt_to_messages`: a conversation ending on a user turn gets the
+    generation point ``"\\n\\nAssistant: "``; one ending on an assistant turn is left open after it."""
+    markers = {"user": HUMAN, "assistant": ASSISTANT}
+    for i, message in enumerate(messages):
+        if message.get("role") not in markers:
+            raise ValueError(f"message {i}: role must be 'user' or 'assistant', got {message.get('role')!r}")
+    prompt = "".join(markers[m["role"]] + m["content"] for m in messages)
+    return prompt + ASSISTANT if messages and messages[-1]["role"] == "user" else prompt
+
+
+# ---------------------------------------------------------------------------------- chat templates
 
 OPENCHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"

@@ -18,7 +18,7 @@ from itertools import combinations
 
 import datasets
 
-from starling_lib.data.nectar import prompt_to_messages
+from starling_lib.data.chat import prompt_to_messages
 
 PAIR_MODES = ("all", "adjacent")
 

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from starling_lib.data.nectar import messages_to_prompt
+from starling_lib.data.chat import messages_to_prompt
 from starling_lib.data.tinyworld import gold_reward
 from starling_lib.judge.client import JudgeRequest
 

@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from starling_lib.data.nectar import prompt_to_messages
+from starling_lib.data.chat import prompt_to_messages
 from starling_lib.models import autocast_context
 from starling_lib.reward.collate import ListwiseCollator
 from starling_lib.reward.train import listwise_rewards

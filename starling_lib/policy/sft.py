@@ -29,7 +29,7 @@ from transformers import PrinterCallback
 from trl import SFTConfig, SFTTrainer
 
 from starling_lib.config import Preset
-from starling_lib.data.nectar import prompt_to_messages
+from starling_lib.data.chat import prompt_to_messages
 from starling_lib.models import _quiet_transformers, resolve_device
 from starling_lib.paths import runs_dir
 from starling_lib.policy.pipeline import load_policy

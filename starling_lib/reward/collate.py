@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import torch
 
-from starling_lib.data.nectar import prompt_to_messages
+from starling_lib.data.chat import prompt_to_messages
 
 SENTINEL = "\x00"
 """Stands in for the answer to find where the template puts it; never occurs in real text."""

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from starling_lib.config import Preset
-from starling_lib.data.nectar import load_nectar, prompt_to_messages, rating_log_folders, read_rating_log
+from starling_lib.data.chat import prompt_to_messages
+from starling_lib.data.nectar import load_nectar, rating_log_folders, read_rating_log
 from starling_lib.data.tinyworld import generate_world, gold_reward
 
 
