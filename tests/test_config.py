@@ -31,6 +31,7 @@ def test_overrides_convert_types_and_name_bad_keys():
                              "data.max_prompts=none", "policy_model.arch=mistral"])
     assert (p.world.n_prompts, p.world.temperature, p.runtime.bf16, p.data.max_prompts) == (12, 0.25, False, None)
     assert p.policy_model.arch == "mistral"
+    assert get_preset("smoke", ["runtime.dtype=bf16"]).runtime.dtype == "bf16"
     with pytest.raises(ValueError, match="no field 'n_prompt'"):
         get_preset("smoke", ["world.n_prompt=3"])
     with pytest.raises(ValueError, match="no config section 'wrld'"):

@@ -79,13 +79,13 @@ def test_sample_responses_pads_after_eos_and_decodes(assets):
     _, tokenizer, policy, _, prompts = assets
     ids, mask, _ = encode_prompts(tokenizer, prompts, 256)
     torch.manual_seed(1)
-    response, rmask = sample_responses(policy, tokenizer, ids, mask, max_new_tokens=16, bf16=False)
+    response, rmask = sample_responses(policy, tokenizer, ids, mask, max_new_tokens=16)
     assert response.shape[0] == len(prompts) and response.shape[1] <= 16
     assert (response[~rmask] == tokenizer.pad_token_id).all()
     texts = decode_responses(tokenizer, response, rmask)
     assert all(tokenizer.eos_token not in t for t in texts)
     torch.manual_seed(1)
-    again, _ = sample_responses(policy, tokenizer, ids, mask, max_new_tokens=16, bf16=False)
+    again, _ = sample_responses(policy, tokenizer, ids, mask, max_new_tokens=16)
     assert torch.equal(response, again)  # same seed, same samples
 
 
@@ -97,13 +97,13 @@ def test_reward_scorer_rerenders_in_the_reward_models_own_template(assets):
     rm_tokenizer.chat_template = LLAMA2_TEMPLATE
     answers = ["Bees make honey because pollen.", "I can't help with that.", "", "1. rails 2. station"] * 2
     answers = answers[:len(prompts)]
-    scorer = RewardScorer(reward, rm_tokenizer, max_length=128, batch_size=4, bf16=False)
+    scorer = RewardScorer(reward, rm_tokenizer, max_length=128, batch_size=4)
     scores = scorer(prompts, answers)
     direct = score_examples(reward, rm_tokenizer, [{"prompt": p, "answers": [a]} for p, a in zip(prompts, answers)],
-                            max_length=128, bf16=False)["scores"][:, 0]
+                            max_length=128)["scores"][:, 0]
     np.testing.assert_allclose(scores.numpy(), direct, atol=1e-5)
     # ... and differ from the policy template's rendering, so the template really was used
-    other = RewardScorer(reward, tokenizer, max_length=128, bf16=False)(prompts, answers)
+    other = RewardScorer(reward, tokenizer, max_length=128)(prompts, answers)
     assert not torch.allclose(scores, other)
     with pytest.raises(ValueError, match="2 prompts but 1 responses"):
         scorer(prompts[:2], answers[:1])

@@ -12,6 +12,7 @@ from starling_lib.data.tinyworld import generate_world, gold_reward
 from starling_lib.models import _quiet_transformers, build_tiny_assets
 from starling_lib.policy.rollout import RewardScorer
 from starling_lib.policy.study import compare_algorithms, evaluate_policy, sample_table
+from starling_lib.precision import runtime_dtype
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def assets(tmp_path_factory):
 
 def test_evaluate_policy_rows_match_a_direct_scoring(assets):
     preset, tokenizer, policy, reward, prompts = assets
-    scorer = RewardScorer(reward, tokenizer, preset.policy.rm_max_length, bf16=preset.runtime.bf16)
+    scorer = RewardScorer(reward, tokenizer, preset.policy.rm_max_length, dtype=runtime_dtype(preset.runtime))
     state = torch.random.get_rng_state()
     rows = evaluate_policy(policy, tokenizer, copy.deepcopy(policy), scorer, prompts, preset, seed=3, batch_size=4)
     assert torch.equal(torch.random.get_rng_state(), state)  # the caller's generator is left alone

@@ -36,7 +36,7 @@ def _run(tmp_path, overrides, name="run"):
     ["policy.algo=apa", "policy.apa_anchor=rollout", "policy.kl_coef=0.05", "policy.critic=shared"],
     ["policy.algo=ppo", "policy.kl_coef=0.05", "policy.grad_accum=2", "policy.epochs_per_rollout=2"],
     ["policy.algo=awr", "policy.unfreeze_last_n=1"],
-    ["policy.algo=apa", "policy.lora_r=4", "runtime.bf16=false"],
+    ["policy.algo=apa", "policy.lora_r=4", "runtime.dtype=fp32"],
 ], ids=["apa-init", "apa-rollout-shared", "ppo-accum", "awr-frozen", "apa-lora"])
 def test_every_algorithm_runs_logs_and_moves_weights(tmp_path, overrides):
     run, start = _run(tmp_path, overrides)

@@ -56,11 +56,11 @@ class HFChatGenerator:
     """A Hugging Face causal LM with its chat template, batched on one device."""
 
     def __init__(self, model, tokenizer, *, max_new_tokens: int = 1024, max_prompt_length: int = 2048,
-                 bf16: bool = False, name: str = "hf"):
+                 dtype: torch.dtype | None = None, name: str = "hf"):
         from starling_lib.policy.pipeline import _with_pad
 
         self.model, self.tokenizer = model.eval(), _with_pad(tokenizer)
-        self.max_new_tokens, self.max_prompt_length, self.bf16, self.name = max_new_tokens, max_prompt_length, bf16, name
+        self.max_new_tokens, self.max_prompt_length, self.dtype, self.name = max_new_tokens, max_prompt_length, dtype, name
 
     @torch.no_grad()
     def generate(self, conversations: list[list[dict]], temperature: float, seed: int = 0) -> list[str | None]:
@@ -71,7 +71,7 @@ class HFChatGenerator:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             response, rmask = sample_responses(self.model, self.tokenizer, ids.to(device), mask.to(device),
-                                               self.max_new_tokens, temperature=temperature, bf16=self.bf16)
+                                               self.max_new_tokens, temperature=temperature, dtype=self.dtype)
         return [text.strip() for text in decode_responses(self.tokenizer, response.cpu(), rmask.cpu())]
 
 

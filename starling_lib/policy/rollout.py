@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from starling_lib.data.chat import prompt_to_messages
-from starling_lib.models import autocast_context
+from starling_lib.precision import autocast_context
 from starling_lib.reward.collate import ListwiseCollator
 from starling_lib.reward.train import listwise_rewards
 
@@ -124,12 +124,13 @@ def forward_tokens(model, query_ids: torch.Tensor, query_mask: torch.Tensor, res
 
 @torch.no_grad()
 def sample_responses(model, tokenizer, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_tokens: int,
-                     temperature: float = 1.0, top_p: float = 1.0, bf16: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(response_ids, mask)``, both ``(B, R)``: sampled continuations (KV cache on), padding after eos."""
+                     temperature: float = 1.0, top_p: float = 1.0, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(response_ids, mask)``, both ``(B, R)``: sampled continuations (KV cache on), padding after eos;
+    under ``dtype`` autocast (``None``: fp32)."""
     eos_ids = _eos_ids(tokenizer, model)
     do_sample = temperature > 0
     sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if do_sample else dict(do_sample=False)
-    with autocast_context(query_ids.device, bf16):
+    with autocast_context(query_ids.device, dtype):
         out = model.generate(input_ids=query_ids, attention_mask=query_mask, max_new_tokens=max_new_tokens,
                              use_cache=True, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_ids, **sampling)
     response = out[:, query_ids.shape[1]:]
@@ -159,8 +160,9 @@ class RewardScorer:
     together, as OpenChat 3.5 and Starling-RM (Llama-2 template) do.
     """
 
-    def __init__(self, model, tokenizer, max_length: int = 256, batch_size: int = 32, bf16: bool = True):
-        self.model, self.tokenizer, self.batch_size, self.bf16 = model, tokenizer, batch_size, bf16
+    def __init__(self, model, tokenizer, max_length: int = 256, batch_size: int = 32,
+                 dtype: torch.dtype | None = None):
+        self.model, self.tokenizer, self.batch_size, self.dtype = model, tokenizer, batch_size, dtype
         self.collator = ListwiseCollator(tokenizer, max_length=max_length)
 
     @torch.no_grad()
@@ -176,7 +178,7 @@ class RewardScorer:
                         zip(prompts[start:start + self.batch_size], responses[start:start + self.batch_size])]
             batch = self.collator(examples)
             batch = {k: v.to(device) for k, v in batch.items()}
-            with autocast_context(device, self.bf16):
+            with autocast_context(device, self.dtype):
                 scores.append(listwise_rewards(self.model, batch)[:, 0].float().cpu())
         self.model.train(was_training)
         return torch.cat(scores)

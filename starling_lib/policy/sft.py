@@ -32,6 +32,7 @@ from starling_lib.config import Preset
 from starling_lib.data.chat import prompt_to_messages
 from starling_lib.models import _quiet_transformers, resolve_device
 from starling_lib.paths import runs_dir
+from starling_lib.precision import resolve_precision, trainer_precision_args
 from starling_lib.policy.pipeline import load_policy
 from starling_lib.reward.train import JsonlLogCallback, RewardRun
 
@@ -77,8 +78,7 @@ def sft_arguments(preset: Preset, output_dir: Path, **overrides) -> SFTConfig:
         num_train_epochs=cfg.epochs, lr_scheduler_type="linear", max_length=cfg.max_length,
         completion_only_loss=True, save_strategy="no", logging_steps=1, seed=preset.runtime.seed,
         data_seed=preset.runtime.seed, report_to="none", disable_tqdm=True, dataloader_num_workers=0,
-        use_cpu=device.type == "cpu",
-        bf16=bool(preset.runtime.bf16 and (device.type == "cpu" or torch.cuda.is_bf16_supported())),
+        use_cpu=device.type == "cpu", **trainer_precision_args(resolve_precision(preset.runtime, device)),
         # TRL turns checkpointing on by default; on a tiny model it only costs time (pass True for 7B).
         # The new name: transformers 5 warns about TRL's default for the old ``gradient_checkpointing``.
         activation_checkpointing=False,

@@ -28,6 +28,7 @@ from starling_lib.config import Preset
 from starling_lib.data.chat import prompt_to_messages
 from starling_lib.data.tinyworld import gold_reward
 from starling_lib.models import resolve_device
+from starling_lib.precision import runtime_dtype
 from starling_lib.policy.rollout import (RewardScorer, decode_responses, encode_prompts, forward_tokens,
                                          sample_responses)
 from starling_lib.policy.train import train_policy
@@ -50,7 +51,7 @@ def evaluate_policy(policy, tokenizer, reference, scorer: RewardScorer, prompts:
         ids, mask, _ = encode_prompts(tokenizer, batch, cfg.max_prompt_length)
         ids, mask = ids.to(device), mask.to(device)
         response, rmask = sample_responses(policy, tokenizer, ids, mask, cfg.max_new_tokens, cfg.temperature,
-                                           cfg.top_p, preset.runtime.bf16)
+                                           cfg.top_p, runtime_dtype(preset.runtime))
         temperature = cfg.temperature if cfg.temperature > 0 else 1.0
         own = forward_tokens(policy, ids, mask, response, rmask, temperature).logprobs
         ref = forward_tokens(reference, ids, mask, response, rmask, temperature).logprobs
@@ -82,7 +83,7 @@ def compare_algorithms(preset: Preset, policy, tokenizer, reward_model, reward_t
             raise ValueError(f"algo_overrides[{algo!r}]: PolicyConfig has no field {unknown[0]!r}")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    scorer = RewardScorer(reward_model, reward_tokenizer, preset.policy.rm_max_length, bf16=preset.runtime.bf16)
+    scorer = RewardScorer(reward_model, reward_tokenizer, preset.policy.rm_max_length, dtype=runtime_dtype(preset.runtime))
     reference = copy.deepcopy(policy).eval()
     logs, evals = [], []
     for seed in range(study.seeds):

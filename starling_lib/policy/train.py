@@ -51,7 +51,8 @@ import torch.distributed as dist
 from starling_lib.config import PolicyConfig, Preset
 from starling_lib.losses import (POLICY_ALGOS, apa_loss, awr_loss, gae_advantages, kl_penalized_rewards, masked_mean,
                                  masked_whiten, ppo_loss, value_loss)
-from starling_lib.models import autocast_context, resolve_device
+from starling_lib.models import resolve_device
+from starling_lib.precision import autocast_context, resolve_precision
 from starling_lib.policy.models import (ActorCritic, add_lora, freeze_all_but_last, frozen_reference, is_lora,
                                         reference_context)
 from starling_lib.policy.rollout import (Rollout, RewardScorer, RunningMoments, decode_responses, encode_prompts,
@@ -150,7 +151,7 @@ def iteration_prompts(n_prompts: int, k: int, seed: int, iteration: int) -> np.n
 
 @torch.no_grad()
 def collect_rollout(model: ActorCritic, reference, tokenizer, scorer: RewardScorer, prompts: list, cfg: PolicyConfig,
-                    device, bf16: bool, gold_fn: Callable | None = None) -> Rollout:
+                    device, dtype: torch.dtype | None, gold_fn: Callable | None = None) -> Rollout:
     """Sample, score and annotate one batch of responses (see the module docstring)."""
     timings = {}
     t0 = time.perf_counter()
@@ -159,12 +160,12 @@ def collect_rollout(model: ActorCritic, reference, tokenizer, scorer: RewardScor
     was_training = model.training
     model.eval()
     response_ids, mask = sample_responses(model.policy, tokenizer, query_ids, query_mask, cfg.max_new_tokens,
-                                          cfg.temperature, cfg.top_p, bf16)
+                                          cfg.temperature, cfg.top_p, dtype)
     timings["generate_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     temperature = cfg.temperature if cfg.temperature > 0 else 1.0
-    with autocast_context(device, bf16):
+    with autocast_context(device, dtype):
         own = forward_tokens(model, query_ids, query_mask, response_ids, mask, temperature,
                              with_entropy=True, with_values=True)
         ref_model, context = reference_context(model.policy, reference)
@@ -216,7 +217,7 @@ def policy_loss(cfg: PolicyConfig, logprobs, rollout_logprobs, ref_logprobs, adv
 
 
 def update(model: ActorCritic, optimizer, rollout: Rollout, advantages, returns, cfg: PolicyConfig, device,
-           bf16: bool, seed: int, world: int = 1) -> dict:
+           dtype: torch.dtype | None, seed: int, world: int = 1) -> dict:
     """``epochs_per_rollout`` passes of minibatch steps; returns mean losses and PPO diagnostics."""
     model.train()
     n = rollout.response_ids.shape[0]
@@ -237,7 +238,7 @@ def update(model: ActorCritic, optimizer, rollout: Rollout, advantages, returns,
                 # Trim right padding shared by the whole micro-batch: fewer positions to run.
                 width = int(mask.sum(1).max())
                 mask = mask[:, :width]
-                with autocast_context(device, bf16):
+                with autocast_context(device, dtype):
                     stats = forward_tokens(model, rollout.query_ids[idx], rollout.query_mask[idx],
                                            rollout.response_ids[idx, :width], mask, temperature, with_values=True)
                 old_lp, ref_lp = rollout.logprobs[idx, :width], rollout.ref_logprobs[idx, :width]
@@ -344,7 +345,10 @@ def train_policy(preset: Preset, prompts: list, policy, tokenizer, reward_model,
         raise ValueError("no prompts to train on")
     rank, world = _world()
     device = resolve_device(preset.runtime)
-    bf16 = preset.runtime.bf16
+    precision = resolve_precision(preset.runtime, device)
+    if precision.name == "fp16":
+        raise ValueError("runtime.dtype=fp16: the policy loop has no loss scaling; use bf16 or fp32")
+    dtype = precision.torch_dtype
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     log_path = output_dir / "log.jsonl"
@@ -357,7 +361,7 @@ def train_policy(preset: Preset, prompts: list, policy, tokenizer, reward_model,
     reward_model.to(device)
     optimizer = _optimizer(model, cfg)
     moments = RunningMoments()
-    scorer = RewardScorer(reward_model, reward_tokenizer, cfg.rm_max_length, bf16=bf16)
+    scorer = RewardScorer(reward_model, reward_tokenizer, cfg.rm_max_length, dtype=dtype)
     trainable = sorted(name for name, p in model.named_parameters() if p.requires_grad)
     meta = {"algo": cfg.algo, "start_model": start_model, "trainable": trainable, "world_size": world}
 
@@ -378,14 +382,14 @@ def train_policy(preset: Preset, prompts: list, policy, tokenizer, reward_model,
         chosen = iteration_prompts(len(prompts), cfg.prompts_per_iteration, seed, iteration)[rank::world]
         batch_prompts = [prompts[i] for i in chosen]
         torch.manual_seed(_iteration_seed(seed, iteration, rank))  # the sampling noise of this iteration
-        rollout = collect_rollout(model, reference, tokenizer, scorer, batch_prompts, cfg, device, bf16, gold_fn)
+        rollout = collect_rollout(model, reference, tokenizer, scorer, batch_prompts, cfg, device, dtype, gold_fn)
 
         t0 = time.perf_counter()
         rewards, shaped = shaped_rewards(rollout, cfg, moments, world)
         advantages, returns = gae_advantages(rewards, rollout.values, rollout.mask, cfg.gamma, cfg.gae_lambda)
         if cfg.whiten_advantages:
             advantages = _whiten_global(advantages, rollout.mask, world)
-        losses = update(model, optimizer, rollout, advantages, returns, cfg, device, bf16,
+        losses = update(model, optimizer, rollout, advantages, returns, cfg, device, dtype,
                         _iteration_seed(seed, iteration, rank) + 1, world)
         update_s = time.perf_counter() - t0
 

@@ -29,7 +29,8 @@ import torch
 
 from starling_lib.config import Preset
 from starling_lib.data.tinyworld import generate_world
-from starling_lib.models import autocast_context, minilm_reward_model, resolve_device
+from starling_lib.models import minilm_reward_model, resolve_device
+from starling_lib.precision import autocast_context, resolve_precision
 from starling_lib.paths import runs_dir
 from starling_lib.reward.collate import ListwiseCollator
 from starling_lib.reward.data import prompt_folds, tinyworld_examples
@@ -95,13 +96,16 @@ def _texts_key(examples: list[dict], max_length: int) -> str:
 
 @torch.no_grad()
 def minilm_features(examples: list[dict], max_length: int = 256, batch_size: int = 32,
-                    cache_dir: str | Path | None = None, device: str = "auto", bf16: bool = True,
+                    cache_dir: str | Path | None = None, device: str = "auto", dtype: str = "auto",
                     log=None) -> list[np.ndarray]:
     """Per example, ``(K, 384)`` mean-pooled MiniLM embeddings of its answers (in the example's
-    answer order), each distinct prompt+answer encoded once (under bf16 autocast when ``bf16``);
+    answer order), each distinct prompt+answer encoded once (in ``dtype``: ``auto`` = the hardware's choice,
+    :mod:`starling_lib.precision`);
     cached on disk by content."""
     cache_dir = Path(cache_dir) if cache_dir is not None else runs_dir() / "cache"
-    cache = cache_dir / f"minilm-features-{_texts_key(examples, max_length)}{'-bf16' if bf16 else ''}.npz"
+    precision = resolve_precision(dtype, resolve_device(device))
+    suffix = "" if precision.name == "fp32" else f"-{precision.name}"
+    cache = cache_dir / f"minilm-features-{_texts_key(examples, max_length)}{suffix}.npz"
     pairs = list(dict.fromkeys((e["prompt_text"], a) for e in examples for a in e["answers"]))
     index = {pair: i for i, pair in enumerate(pairs)}
     if cache.is_file():
@@ -116,7 +120,7 @@ def minilm_features(examples: list[dict], max_length: int = 256, batch_size: int
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start:start + batch_size]
             batch = collator([{"prompt": prompts[p], "answers": [a]} for p, a in chunk])
-            with autocast_context(encoder.device, bf16):
+            with autocast_context(encoder.device, precision):
                 hidden = encoder(input_ids=batch["input_ids"].to(encoder.device),
                                  attention_mask=batch["attention_mask"].to(encoder.device)).last_hidden_state.float()
             mask = batch["attention_mask"].to(hidden.device).unsqueeze(-1).float()

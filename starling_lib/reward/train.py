@@ -6,8 +6,8 @@ encodes each answer once, the rewards are laid out ``(B, K)`` best first, and th
 :func:`starling_lib.losses.ranking_loss` is taken on them: ``kwise`` (Plackett-Luce, the
 Starling-RM objective), ``pairwise`` (all K(K-1)/2 pairs) or ``adjacent`` (K-1 pairs).
 
-Everything else is the ``Trainer``'s: AdamW and the scheduler, bf16 autocast (``bf16=True``,
-also on CPU), gradient accumulation, checkpoints every ``save_steps`` with optimizer, scheduler,
+Everything else is the ``Trainer``'s: AdamW and the scheduler, mixed precision (``runtime.dtype``,
+resolved by :mod:`starling_lib.precision`: bf16 only where the hardware has it), gradient accumulation, checkpoints every ``save_steps`` with optimizer, scheduler,
 RNG and data-order state (so a killed run resumed from its last checkpoint ends with the same
 weights as an uninterrupted one), multi-process data parallelism when launched with ``torchrun``
 or ``accelerate launch`` (gloo on CPU, NCCL on GPUs), and DeepSpeed / FSDP through config files
@@ -37,9 +37,10 @@ from transformers.trainer_utils import get_last_checkpoint
 from starling_lib.config import Preset, RewardConfig
 from starling_lib.data.chat import LLAMA2_TEMPLATE
 from starling_lib.losses import LOSS_TYPES, ranking_loss
-from starling_lib.models import (_quiet_transformers, autocast_context, build_tiny_assets, load_reward_model, minilm_reward_model,
+from starling_lib.models import (_quiet_transformers, build_tiny_assets, load_reward_model, minilm_reward_model,
                                  resolve_device, tiny_causal_lm)
 from starling_lib.paths import runs_dir
+from starling_lib.precision import autocast_context, resolve_precision, runtime_dtype, trainer_precision_args
 from starling_lib.reward.collate import ListwiseCollator, scatter_rewards
 from starling_lib.reward.metrics import ranking_metrics
 
@@ -149,19 +150,17 @@ def training_arguments(cfg: RewardConfig, output_dir: Path, preset: Preset, **ov
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
         seed=preset.runtime.seed, data_seed=preset.runtime.seed, report_to="none",
         disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
-        use_cpu=device.type == "cpu", bf16=bool(preset.runtime.bf16 and _bf16_ok(device)),
+        use_cpu=device.type == "cpu", **trainer_precision_args(resolve_precision(preset.runtime, device)),
         deepspeed=cfg.deepspeed,
         # Under torchrun (WORLD_SIZE > 1) CPU processes talk through gloo; alone, no process group.
         ddp_backend="gloo" if device.type == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
     )
     if cfg.gradient_checkpointing:
         kwargs["gradient_checkpointing"] = True
+    if cfg.optim is not None:
+        kwargs["optim"] = cfg.optim
     kwargs.update(overrides)
     return TrainingArguments(**kwargs)
-
-
-def _bf16_ok(device: torch.device) -> bool:
-    return device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_bf16_supported())
 
 
 @dataclass
@@ -217,7 +216,7 @@ def train_reward_model(preset: Preset, train_examples: list[dict], eval_examples
     train_seconds = time.perf_counter() - started
     model = trainer.model
     metrics = {"loss_type": cfg.loss_type, "train_prompts": len(train_examples), "train_seconds": train_seconds,
-               "steps": trainer.state.global_step, "truncated": dict(collator.truncated)}
+               "steps": trainer.state.global_step, "truncated": summed_over_processes(collator.truncated)}
     if eval_examples:
         metrics.update(evaluate_reward_model(model, tokenizer, eval_examples, preset))
     if trainer.is_world_process_zero():
@@ -236,6 +235,18 @@ def train_reward_model(preset: Preset, train_examples: list[dict], eval_examples
     return RewardRun(output_dir, model, tokenizer, metrics, train_seconds, log_path, history)
 
 
+def summed_over_processes(counts: dict[str, int]) -> dict[str, int]:
+    """``counts`` added up over all processes of a torchrun job (each collator sees its own share of
+    the batches); the counts themselves when there is no process group."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return dict(counts)
+    total = torch.tensor(list(counts.values()), dtype=torch.long)
+    dist.all_reduce(total)
+    return dict(zip(counts, total.tolist()))
+
+
 def _jsonable(metrics: dict) -> dict:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()
             if not isinstance(v, (np.ndarray, dict)) or k == "truncated"}
@@ -246,7 +257,7 @@ def _jsonable(metrics: dict) -> dict:
 
 @torch.no_grad()
 def score_examples(model, tokenizer, examples: list[dict], max_length: int = 256, prompts_per_batch: int = 16,
-                   device: str | torch.device = "auto", bf16: bool = True) -> dict[str, np.ndarray]:
+                   device: str | torch.device = "auto", dtype: torch.dtype | None = None) -> dict[str, np.ndarray]:
     """Rewards of every answer: ``scores``, ``ranks`` (and ``gold_rewards``) as ``(N, K)`` arrays,
     answers best first by the given ranks, NaN where absent."""
     device = resolve_device(device)
@@ -261,7 +272,7 @@ def score_examples(model, tokenizer, examples: list[dict], max_length: int = 256
     for start in range(0, len(examples), prompts_per_batch):
         batch = collator(examples[start:start + prompts_per_batch])
         batch = {name: value.to(device) for name, value in batch.items()}
-        with autocast_context(device, bf16):
+        with autocast_context(device, dtype):
             rewards = listwise_rewards(model, batch)
         rows = slice(start, start + rewards.shape[0])
         width = rewards.shape[1]
@@ -278,7 +289,7 @@ def evaluate_reward_model(model, tokenizer, examples: list[dict], preset: Preset
     """:func:`ranking_metrics` of the model's rewards on ``examples`` (held-out prompts)."""
     scored = score_examples(model, tokenizer, examples, max_length=preset.reward.max_length,
                             prompts_per_batch=max(preset.reward.prompts_per_batch, 8),
-                            device=preset.runtime.device, bf16=preset.runtime.bf16)
+                            device=preset.runtime.device, dtype=runtime_dtype(preset.runtime))
     metrics = ranking_metrics(scored["scores"], scored["ranks"], scored.get("gold_rewards"), per_prompt=per_prompt)
     return {f"eval_{k}" if not k.startswith("eval_") and k != "per_prompt" else k: v for k, v in metrics.items()}
 
