@@ -1,6 +1,6 @@
 """``starling``: the command line. It only wires library calls; no logic of its own.
 
-    starling data validate PATH... [--k K] [--json]      check Nectar / rating-log files
+    starling data validate PATH... [--k K] [--strict] [--json]   check Nectar files and judge logs
     starling data tinyworld [--n-prompts N] [--seed S] [--out FILE] [--json]
     starling presets [NAME] [--json]                     show preset configs
     starling reproduce [--preset tiny] [--only 01,03] [--set bias.judge=api]   run notebooks headless
@@ -36,25 +36,20 @@ def _print_json(payload) -> None:
     print(json.dumps(payload, indent=2, default=str))
 
 
-def cmd_data_validate(args) -> int:
-    from .data.nectar import validate_nectar
-
-    reports = [validate_nectar(path, k=args.k) for path in args.paths]
-    summary = {
-        "ok": all(r.ok for r in reports),
-        "n_files": len(reports),
-        "n_rows": sum(r.n_rows for r in reports),
-        "n_valid": sum(r.n_valid for r in reports),
-        "files": [r.to_dict() for r in reports],
-    }
-    if args.json:
-        _print_json(summary)
+def _print_report(report, as_json: bool) -> None:
+    """A library report object: its ``to_dict()`` as JSON, or its ``format_text()``."""
+    if as_json:
+        _print_json(report.to_dict())
     else:
-        for report in reports:
-            print(report.format_text())
-        verdict = "ok" if summary["ok"] else "ERRORS"
-        print(f"{verdict}: {summary['n_valid']} of {summary['n_rows']} rows valid in {len(reports)} file(s)")
-    return EXIT_OK if summary["ok"] else EXIT_FAILED
+        print(report.format_text())
+
+
+def cmd_data_validate(args) -> int:
+    from .data.nectar import validate_sources
+
+    summary = validate_sources(args.paths, k=args.k, strict=args.strict)
+    _print_report(summary, args.json)
+    return EXIT_OK if summary.ok else EXIT_FAILED
 
 
 def cmd_data_tinyworld(args) -> int:
@@ -264,9 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="Nectar data: validate files, generate the tiny world")
     data_sub = data.add_subparsers(dest="data_command", required=True)
-    validate = data_sub.add_parser("validate", help="check Nectar JSONL/Parquet files and rating logs")
+    validate = data_sub.add_parser("validate", help="check Nectar JSONL/Parquet files and judge logs")
     validate.add_argument("paths", nargs="+", help="files or rating-log folders")
     validate.add_argument("--k", type=int, default=None, help="require exactly K answers per prompt")
+    validate.add_argument("--strict", action="store_true",
+                          help="report fields outside the schema as errors (default: keep and count them)")
     validate.add_argument("--json", action="store_true", help="print a JSON report")
     validate.set_defaults(func=cmd_data_validate)
 

@@ -21,13 +21,23 @@ RATING_STRATEGIES = (
 )
 
 
+def _shared_or_skip(name: str, what: str):
+    path = shared_data(name)
+    if path is None:
+        pytest.skip(f"{what} not present (../shared/data/{name})")
+    return path
+
+
 @pytest.fixture(scope="session")
 def ratings_dir():
     """``../shared/data/starling_ratings`` (real GPT-4 rating logs); skips when absent."""
-    path = shared_data("starling_ratings")
-    if path is None:
-        pytest.skip("published rating logs not present (../shared/data/starling_ratings)")
-    return path
+    return _shared_or_skip("starling_ratings", "published rating logs")
+
+
+@pytest.fixture(scope="session")
+def experiments_dir():
+    """``../shared/data/starling_experiments`` (the authors' other GPT-4 judge logs); skips when absent."""
+    return _shared_or_skip("starling_experiments", "published judge-experiment logs")
 
 
 # A key that must never leak (the judge-client tests look for it in caches, logs and reports).

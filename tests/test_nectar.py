@@ -221,7 +221,7 @@ def test_bad_row_raises_when_strict(tmp_path, reason, bad, field):
     # A blank line before the bad row: it is record 1 but line 3 of the file.
     path = write_lines(tmp_path / "bad.jsonl", [nectar_row("a"), "", bad, nectar_row("c")])
     with pytest.raises(NectarFormatError) as caught:
-        load_nectar(path)
+        load_nectar(path, unknown="reject")
     err = caught.value
     assert (err.row, err.line, err.field, err.reason) == (1, 3, field, reason)
     assert str(err).startswith(f"{path}: row 1 (line 3)")
@@ -233,7 +233,7 @@ def test_bad_row_raises_when_strict(tmp_path, reason, bad, field):
 def test_bad_row_is_dropped_with_a_warning(tmp_path, reason, bad, field):
     path = write_lines(tmp_path / "bad.jsonl", [nectar_row("a"), "", bad, nectar_row("c")])
     with pytest.warns(UserWarning, match=f"dropped 1 of 3 rows \\({reason} 1\\)"):
-        dataset, report = load_nectar(path, strict=False, return_report=True)
+        dataset, report = load_nectar(path, strict=False, return_report=True, unknown="reject")
     assert dataset["prompt"] == [nectar_row("a")["prompt"], nectar_row("c")["prompt"]]
     assert report.dropped == {reason: 1} and (report.n_rows, report.n_valid) == (3, 2) and not report.ok
     first = report.problems[0]
@@ -266,10 +266,10 @@ def test_k_requires_that_many_answers(tmp_path):
 def test_bad_rating_log_rows(tmp_path, bad, reason, field):
     path = write_lines(tmp_path / "rankings.jsonl", [rating_log_row(), bad])
     with pytest.raises(NectarFormatError) as caught:
-        read_rating_log(path)
+        read_rating_log(path, unknown="reject")
     assert (caught.value.row, caught.value.field, caught.value.reason) == (1, field, reason)
     with pytest.warns(UserWarning, match=reason):
-        rows, report = read_rating_log(path, strict=False)
+        rows, report = read_rating_log(path, strict=False, unknown="reject")
     assert len(rows) == 1 and report.dropped == {reason: 1}
 
 
@@ -298,7 +298,7 @@ def test_mixed_file_counts_each_bad_row_once(tmp_path):
     ]
     assert json.loads(json.dumps(report.to_dict()))["dropped"]["duplicate_rank"] == 2
     text = report.format_text().splitlines()
-    assert text[0] == f"{path}: 9 rows, 3 valid (nectar)"
+    assert text[0] == f"{path}: 9 rows, 3 valid (Nectar rows)"
     assert "  row 2, field 'answers[2].rank': [duplicate_rank] duplicate rank 1.0 (also answers[1])" in text
     with pytest.warns(UserWarning):
         dataset = load_nectar(path, strict=False)

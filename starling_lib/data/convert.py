@@ -19,6 +19,7 @@ from itertools import combinations
 import datasets
 
 from starling_lib.data.chat import prompt_to_messages
+from starling_lib.data.schema import NectarFormatError
 
 PAIR_MODES = ("all", "adjacent")
 
@@ -38,7 +39,17 @@ PAIRWISE_FEATURES = datasets.Features({
 })
 
 
+def require_ranks(row: dict, purpose: str = "listwise and pairwise examples") -> None:
+    """Raise a clear :class:`NectarFormatError` when the row's answers carry no Nectar rank (an
+    unrated row, or a judge log without ranks such as ``pointwise_pairwise_baseline``)."""
+    missing = [i for i, answer in enumerate(row["answers"]) if answer.get("rank") is None]
+    if missing:
+        raise NectarFormatError("missing_rank", f"{purpose} need Nectar's rank, and answers{missing} have none "
+                                "(for a judge log, rank by its ranking_order instead)", field="answers[].rank")
+
+
 def _best_first(row: dict) -> list[dict]:
+    require_ranks(row)
     return sorted(row["answers"], key=lambda answer: answer["rank"])
 
 

@@ -1,4 +1,4 @@
-"""Load Nectar data: the published dataset, files in its schema, and Starling rating logs.
+"""Load Nectar data: the published dataset, files in its schema, and the Starling authors' judge logs.
 
 Sources :func:`load_nectar` accepts:
 
@@ -11,6 +11,9 @@ Sources :func:`load_nectar` accepts:
   in this run), ``model_ranking`` and ``k``; the Nectar fields it lacks are derived (see
   :func:`read_rating_log`). The ``rank`` of each answer is kept as stored: in the published logs it is
   Nectar's rank, which need not agree with this run's ``ranking_order``.
+
+Pointwise logs (one row per answer scored alone) are read by :func:`read_pointwise_log`;
+:func:`validate_nectar` checks any of these and reports the kind of file it found.
 
 Every row is checked against the schema (``validate.py``): quirks are normalised and counted in the
 :class:`ValidationReport`, real errors carry a reason code and the field they concern.
@@ -27,13 +30,14 @@ import json
 import os
 import re
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import datasets
 
 from starling_lib.data.schema import NECTAR_FEATURES, NECTAR_FIELDS, NectarFormatError  # noqa: F401  (raised here)
-from starling_lib.data.validate import Record, ValidationReport, check_records, warn_dropped
+from starling_lib.data.validate import KINDS, Record, ValidationReport, check_records, detect_kind, warn_dropped
 
 HUB_ID = "berkeley-nest/Nectar"
 
@@ -107,7 +111,7 @@ def _read_hub(repo_id: str, split: str) -> Iterator[Record]:
 
 
 def _open_source(source: str | os.PathLike, split: str) -> tuple[str, str, Iterable[Record]]:
-    """(label for messages, format, records); the format of a local file comes from its keys."""
+    """(label for messages, kind, records); the kind of a local file comes from its first row's keys."""
     path = Path(source)
     label = os.fspath(source)
     if path.is_dir():
@@ -124,9 +128,10 @@ def _open_source(source: str | os.PathLike, split: str) -> tuple[str, str, Itera
         else:
             raise NectarSourceError(f"{label}: unsupported file type {suffix!r}; expected .jsonl, .json "
                                     "(JSON Lines), .parquet, or a folder with rankings.jsonl")
+        if not records:
+            raise NectarSourceError(f"{label}: the file is empty (no rows; blank lines do not count)")
         first = next((value for _, _, value, error in records if error is None), {})
-        is_log = "rating_text" in first or "ranking_order" in first
-        return label, "rating-log" if is_log else "nectar", records
+        return label, detect_kind(first), records
     if _HUB_ID_PATTERN.match(label) and path.suffix.lower() not in (*_JSON_SUFFIXES, ".parquet"):
         return label, "hub", _read_hub(label, split)
     raise NectarSourceError(f"{label}: no such file or folder (and not a hub id like {HUB_ID!r})")
@@ -134,45 +139,112 @@ def _open_source(source: str | os.PathLike, split: str) -> tuple[str, str, Itera
 
 # ------------------------------------------------------------------------------------ public API
 
-def validate_nectar(source: str | os.PathLike, *, k: int | None = None, split: str = "train") -> ValidationReport:
-    """Check every row of ``source``; bad rows are reported, never raised. Unreadable sources raise
-    :class:`NectarSourceError`."""
-    label, fmt, records = _open_source(source, split)
-    return check_records(label, fmt, records, strict=False, k=k)[1]
+def validate_nectar(source: str | os.PathLike, *, k: int | None = None, split: str = "train",
+                    strict: bool = False) -> ValidationReport:
+    """Check every row of ``source`` as the kind of file it is (Nectar rows, ranking log, pointwise
+    log); bad rows are reported, never raised. ``strict=True`` also reports each field outside the
+    schema (kept and counted otherwise). Unreadable or empty sources raise :class:`NectarSourceError`."""
+    label, kind, records = _open_source(source, split)
+    return check_records(label, kind, records, strict=False, k=k, unknown="reject" if strict else "keep")[1]
+
+
+@dataclass
+class ValidationSummary:
+    """:func:`validate_nectar` over several sources, with totals (what ``starling data validate`` prints)."""
+
+    reports: list[ValidationReport]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.reports)
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "n_files": len(self.reports), "n_rows": sum(r.n_rows for r in self.reports),
+                "n_valid": sum(r.n_valid for r in self.reports), "files": [r.to_dict() for r in self.reports]}
+
+    def format_text(self) -> str:
+        totals = self.to_dict()
+        return "\n".join([r.format_text() for r in self.reports] + [
+            f"{'ok' if self.ok else 'ERRORS'}: {totals['n_valid']} of {totals['n_rows']} rows valid "
+            f"in {len(self.reports)} file(s)"])
+
+
+def validate_sources(sources, *, k: int | None = None, strict: bool = False) -> ValidationSummary:
+    """:func:`validate_nectar` on each source (files, rating-log folders, hub ids)."""
+    return ValidationSummary([validate_nectar(source, k=k, strict=strict) for source in sources])
 
 
 def load_nectar(source: str | os.PathLike = HUB_ID, strict: bool = True, *, k: int | None = None,
-                split: str = "train", return_report: bool = False):
+                split: str = "train", return_report: bool = False, unknown: str = "keep"):
     """Nectar rows from any supported source as a ``datasets.Dataset`` with ``NECTAR_FEATURES``.
 
     ``strict=True`` raises :class:`NectarFormatError` at the first bad row; ``strict=False`` drops bad
-    rows and warns with counts per reason. ``k`` requires exactly ``k`` answers per row. With
-    ``return_report=True`` returns ``(dataset, ValidationReport)``.
+    rows and warns with counts per reason. ``k`` requires exactly ``k`` answers per row. Fields
+    outside the schema are counted in the report (``unknown="reject"`` makes them errors); the
+    dataset has Nectar's features only. With ``return_report=True`` returns ``(dataset, ValidationReport)``.
     """
-    label, fmt, records = _open_source(source, split)
-    rows, report = check_records(label, fmt, records, strict=strict, k=k)
+    label, kind, records = _open_source(source, split)
+    if kind == "pointwise-log":
+        raise NectarSourceError(f"{label}: a pointwise log (one scored answer per row), not Nectar rows; "
+                                "read it with read_pointwise_log")
+    rows, report = check_records(label, kind, records, strict=strict, k=k, unknown=unknown)
     warn_dropped(report)
     columns = {name: [row[name] for row in rows] for name in NECTAR_FIELDS}
     dataset = datasets.Dataset.from_dict(columns, features=NECTAR_FEATURES)
     return (dataset, report) if return_report else dataset
 
 
-def read_rating_log(path: str | os.PathLike, strict: bool = True) -> tuple[list[dict], ValidationReport]:
-    """Rows of a Starling rating log (``rankings.jsonl`` or its folder) in the Nectar schema plus
-    ``rating_text``, ``ranking_order``, ``model_ranking``, ``k`` and ``ranking_complete``.
+def read_rating_log(path: str | os.PathLike, strict: bool = True, *,
+                    unknown: str = "keep") -> tuple[list[dict], ValidationReport]:
+    """Rows of a Starling ranking log (``rankings.jsonl`` or its folder) in the Nectar schema plus
+    ``rating_text``, ``ranking_order``, ``model_ranking``, ``k`` and ``ranking_complete``, then any
+    fields outside the schema as stored (the agreement logs' ``pairwise``).
 
     Derived: ``turns`` = Human turns in the prompt, ``num_responses`` = number of answers,
     ``source`` = [] (unknown), ``good_natured`` from GPT-4's verdict in ``rating_text`` (True, and
     counted as ``good_natured_assumed``, when there is none). ``ranking_order`` holds positions in
     [0, k) but may be incomplete (GPT-4 sometimes ranks only some answers): ``ranking_complete`` says
-    whether it is a full permutation.
+    whether it is a full permutation. ``k`` may vary between rows. Answers keep Nectar's ``rank``,
+    or ``None`` in a log without ranks (``pointwise_pairwise_baseline``).
     """
-    if not Path(path).exists():  # checked first: a missing "owner/name" path must not go to the hub
-        raise NectarSourceError(f"{os.fspath(path)}: no such file or folder")
-    label, _, records = _open_source(path, split="train")
-    rows, report = check_records(label, "rating-log", records, strict=strict, k=None)
+    label, records = _open_log(path, "rating-log")
+    rows, report = check_records(label, "rating-log", records, strict=strict, k=None, unknown=unknown)
     warn_dropped(report)
     return rows, report
+
+
+def read_pointwise_log(path: str | os.PathLike, strict: bool = True, *,
+                       unknown: str = "keep") -> tuple[list[dict], ValidationReport]:
+    """Rows of a pointwise log (GPT-4 scoring one answer at a time), one per rated answer:
+    ``prompt``, ``answer``, ``model``, ``score`` (the log's ``rank``), ``rating_text`` and
+    ``good_natured`` (GPT-4's verdict in its reply). :func:`group_by_prompt` gathers a prompt's answers."""
+    label, records = _open_log(path, "pointwise-log")
+    rows, report = check_records(label, "pointwise-log", records, strict=strict, k=None, unknown=unknown)
+    warn_dropped(report)
+    return rows, report
+
+
+def _open_log(path, kind: str) -> tuple[str, Iterable[Record]]:
+    if not Path(path).exists():  # checked first: a missing "owner/name" path must not go to the hub
+        raise NectarSourceError(f"{os.fspath(path)}: no such file or folder")
+    label, found, records = _open_source(path, split="train")
+    if (found == "pointwise-log") != (kind == "pointwise-log"):
+        reader = "read_pointwise_log" if found == "pointwise-log" else "read_rating_log"
+        raise NectarSourceError(f"{label}: a {KINDS[found]}, not a {KINDS[kind]}; read it with {reader}")
+    return label, records
+
+
+def group_by_prompt(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows by ``prompt``, prompts in first-seen order, rows in file order."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["prompt"], []).append(row)
+    return groups
+
+
+def log_kind(path: str | os.PathLike) -> str:
+    """The kind of a local file or rating-log folder: ``nectar``, ``rating-log`` or ``pointwise-log``."""
+    return _open_source(path, split="train")[1]
 
 
 def rating_log_folders(root) -> list[Path]:

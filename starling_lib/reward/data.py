@@ -22,6 +22,7 @@ import numpy as np
 
 from starling_lib.config import Preset
 from starling_lib.data.chat import prompt_to_messages
+from starling_lib.data.convert import require_ranks
 from starling_lib.data.nectar import load_nectar, rating_log_folders, read_rating_log
 from starling_lib.data.tinyworld import generate_world, gold_reward
 
@@ -37,23 +38,28 @@ def tinyworld_examples(rows: list[dict]) -> list[dict]:
 
 def nectar_examples(dataset) -> list[dict]:
     """Nectar rows (a ``datasets.Dataset`` or list of dicts) -> listwise examples, ranks = ``rank``."""
-    return [{"prompt_text": row["prompt"], "prompt": prompt_to_messages(row["prompt"]),
-             "answers": [a["answer"] for a in row["answers"]],
-             "ranks": [float(a["rank"]) for a in row["answers"]]}
-            for row in dataset]
+    examples = []
+    for row in dataset:
+        require_ranks(row, "reward-model examples from Nectar rows")
+        examples.append({"prompt_text": row["prompt"], "prompt": prompt_to_messages(row["prompt"]),
+                         "answers": [a["answer"] for a in row["answers"]],
+                         "ranks": [float(a["rank"]) for a in row["answers"]]})
+    return examples
 
 
 def rating_log_examples(rows: list[dict], strategy: str | None = None) -> list[dict]:
-    """Rating-log rows (:func:`read_rating_log`) -> listwise examples ranked by ``ranking_order``."""
+    """Rating-log rows (:func:`read_rating_log`) -> listwise examples ranked by ``ranking_order``;
+    ``nectar_ranks`` only where the log stores Nectar's rank."""
     examples = []
     for row in rows:
         order = row["ranking_order"]
         ranked = [i for i in order if 0 <= i < len(row["answers"])]
+        nectar_ranks = [row["answers"][i]["rank"] for i in ranked]
         examples.append({
             "prompt_text": row["prompt"], "prompt": prompt_to_messages(row["prompt"]),
             "answers": [row["answers"][i]["answer"] for i in ranked],
             "ranks": [float(j + 1) for j in range(len(ranked))],
-            "nectar_ranks": [float(row["answers"][i]["rank"]) for i in ranked],
+            **({"nectar_ranks": [float(r) for r in nectar_ranks]} if None not in nectar_ranks else {}),
             "strategy": strategy,
         })
     return examples
