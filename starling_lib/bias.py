@@ -13,7 +13,8 @@ fifth came first), one list per prompt, for one prompting strategy. Output:
 - :func:`power_analysis` / :func:`prompts_needed`: how many prompts a study needs to detect a bias
   profile of a given size with the chi-square test (non-central chi-square, checked by simulation);
 - :func:`analyze_rating_log`: all of the above for an authors' rating-log folder, from the recorded
-  ``ranking_order`` or (``reparse=True``) by parsing GPT-4's ``rating_text`` again.
+  ``ranking_order`` or (``reparse=True``) by parsing GPT-4's ``rating_text`` again, per k when a log
+  mixes several; :func:`bias_report` runs it over folders for ``starling bias``.
 
 First place needs only the top of a ranking, so incomplete rankings count there; mean rank uses
 complete rankings only.
@@ -28,8 +29,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
-from .data.nectar import rating_log_folders, read_rating_log  # noqa: F401  (rating_log_folders: re-exported)
-from .judge.parse import RankingParseError, parse_ranking
+from .data.nectar import log_kind, rating_log_folders, read_pointwise_log, read_rating_log
+from .judge.parse import LETTERS, RankingParseError, parse_ranking
 from .judge.prompts import NAIVE
 
 
@@ -247,23 +248,30 @@ def scaled_profile(frequencies, scale: float) -> np.ndarray:
 
 @dataclass
 class RatingLogBias:
-    """Bias statistics of one rating-log folder, with reparse diagnostics when asked."""
+    """Bias statistics of one rating-log folder, with reparse diagnostics when asked.
+
+    ``stats`` is the K-wise ranking at the log's largest k (Figure 6's logs hold k = 7 only); a log
+    with several k (the agreement logs: k = 2..7 per prompt) has every k in ``by_k``, each against 1/k.
+    """
 
     strategy: str
     path: str
     stats: PositionStats
     reparse: dict | None = None
+    by_k: dict[int, PositionStats] = field(default_factory=dict)
 
     def to_dict(self, digits: int | None = None) -> dict:
         out = {"strategy": self.strategy, "path": self.path, **self.stats.to_dict(digits)}
         if self.reparse is not None:
             out["reparse"] = self.reparse
+        if len(self.by_k) > 1:
+            out["by_k"] = {k: st.to_dict(digits) for k, st in sorted(self.by_k.items())}
         return out
 
 
 def analyze_rating_log(path, *, reparse: bool = False, ci: str = "wilson", confidence: float = 0.95,
                        n_bootstrap: int = 2000, seed: int = 0) -> RatingLogBias:
-    """First-place statistics of an authors' rating log (``rankings.jsonl`` or its folder).
+    """First-place statistics of an authors' rating log (``rankings.jsonl`` or its folder), per k.
 
     ``reparse=False`` trusts the recorded ``ranking_order``. ``reparse=True`` parses GPT-4's
     ``rating_text`` with :func:`parse_ranking` instead and reports how often that agrees with the
@@ -275,15 +283,16 @@ def analyze_rating_log(path, *, reparse: bool = False, ci: str = "wilson", confi
     strategy = (path.parent if path.is_file() else path).name
     if not rows:
         raise ValueError(f"{path}: no rows")
-    k = int(rows[0]["k"])
-    if any(int(r["k"]) != k for r in rows):
-        raise ValueError(f"{path}: rows disagree on k")
+    rows_by_k: dict[int, list[dict]] = {}
+    for r in rows:
+        rows_by_k.setdefault(int(r["k"]), []).append(r)
     info = None
     if not reparse:
-        orders = [r["ranking_order"] for r in rows]
+        orders = {k: [r["ranking_order"] for r in group] for k, group in rows_by_k.items()}
     else:
-        orders, n_agree, n_full_recorded, n_incomplete, problems = [], 0, 0, 0, {}
-        for i, r in enumerate(rows):
+        orders, n_agree, n_full_recorded, n_incomplete, problems = {k: [] for k in rows_by_k}, 0, 0, 0, {}
+        for r in rows:
+            k = int(r["k"])
             recorded_full = bool(r["ranking_complete"])
             n_full_recorded += recorded_full
             try:
@@ -292,12 +301,74 @@ def analyze_rating_log(path, *, reparse: bool = False, ci: str = "wilson", confi
                 problems[err.reason] = problems.get(err.reason, 0) + 1
                 continue
             n_incomplete += not parsed.complete
-            orders.append(list(parsed))
+            orders[k].append(list(parsed))
             n_agree += recorded_full and list(parsed) == list(r["ranking_order"])
-        info = {"n_rows": len(rows), "n_parsed": len(orders), "n_incomplete": n_incomplete,
+        info = {"n_rows": len(rows), "n_parsed": sum(map(len, orders.values())), "n_incomplete": n_incomplete,
                 "n_unparseable": sum(problems.values()), "unparseable_by_reason": problems,
                 "n_recorded_full": n_full_recorded, "n_agree": n_agree,
                 "agreement": n_agree / n_full_recorded if n_full_recorded else float("nan")}
-    st = position_stats(orders, k, strategy=strategy, ci=ci, confidence=confidence, n_bootstrap=n_bootstrap,
-                        seed=seed)
-    return RatingLogBias(strategy, str(path), st, info)
+    by_k = {k: position_stats(orders[k], k, strategy=strategy, ci=ci, confidence=confidence,
+                              n_bootstrap=n_bootstrap, seed=seed) for k in sorted(rows_by_k)}
+    return RatingLogBias(strategy, str(path), by_k[max(by_k)], info, by_k)
+
+
+@dataclass
+class BiasReport:
+    """What ``starling bias`` prints: each log's first places (per k), effects against the naive
+    strategy among the K-wise logs that share its k, and pointwise logs, which have no positions."""
+
+    logs: list[RatingLogBias]
+    reparse: bool
+    pointwise: list[dict] = field(default_factory=list)
+    effects_vs_naive: list[dict] | None = None
+
+    def to_dict(self) -> dict:
+        out = {"reparse": self.reparse, "logs": [r.to_dict() for r in self.logs]}
+        if self.pointwise:
+            out["pointwise_logs"] = self.pointwise
+        if self.effects_vs_naive is not None:
+            out["effects_vs_naive"] = self.effects_vs_naive
+        return out
+
+    def format_text(self) -> str:
+        source = "reparsed rating_text" if self.reparse else "recorded ranking_order"
+        lines = [f"first-place frequency by input position ({source}; 1/k if unbiased)"]
+        k_max = max((r.stats.k for r in self.logs), default=0)
+        if self.logs:
+            lines.append(f"{'strategy':38s} {'k':>2s} {'n':>4s}  " + " ".join(f"{c:>5s}" for c in LETTERS[:k_max])
+                         + "   1/k    chi2 p")
+        for r in self.logs:
+            for k, st in sorted(r.by_k.items(), reverse=True):  # largest k first, under the log's name
+                cells = " ".join(f"{x:5.3f}" for x in st.first_freq) + "      " * (k_max - k)
+                name = r.strategy if k == r.stats.k else ""
+                lines.append(f"{name:38s} {k:2d} {st.n:4d}  {cells}   {1 / k:.3f}  {st.p_value:.2g}")
+        if self.reparse:
+            for r in self.logs:
+                rp = r.reparse
+                lines.append(f"{r.strategy}: parsed {rp['n_parsed']}/{rp['n_rows']}, agreement with ranking_order "
+                             f"{rp['n_agree']}/{rp['n_recorded_full']} ({rp['agreement']:.1%}), "
+                             f"incomplete {rp['n_incomplete']}, unparseable {rp['n_unparseable']}")
+        for p in self.pointwise:
+            lines.append(f"{p['strategy']}: pointwise log, {p['n_rows']} answers of {p['n_prompts']} prompts scored "
+                         "one at a time: no input positions (see `starling experiments pointwise`)")
+        return "\n".join(lines)
+
+
+def bias_report(paths, *, reparse: bool = False, ci: str = "wilson", confidence: float = 0.95) -> BiasReport:
+    """:func:`analyze_rating_log` on every rating-log folder in ``paths`` (folders, or folders of them)."""
+    folders = [folder for path in paths for folder in rating_log_folders(path)]
+    logs, pointwise = [], []
+    for folder in folders:
+        if log_kind(folder) == "pointwise-log":
+            rows, report = read_pointwise_log(folder)
+            pointwise.append({"strategy": folder.name, "path": report.path, "kind": report.format,
+                              "n_rows": len(rows), "n_prompts": report.n_prompts})
+        else:
+            logs.append(analyze_rating_log(folder, reparse=reparse, ci=ci, confidence=confidence))
+    report = BiasReport(logs, reparse, pointwise)
+    naive = next((r for r in logs if r.strategy == NAIVE), None)
+    names = [r.strategy for r in logs]
+    if naive is not None and len(set(names)) == len(names):
+        same_k = {r.strategy: r.by_k[naive.stats.k] for r in logs if naive.stats.k in r.by_k}
+        report.effects_vs_naive = strategy_effects(same_k)
+    return report

@@ -4,7 +4,9 @@
     starling data tinyworld [--n-prompts N] [--seed S] [--out FILE] [--json]
     starling presets [NAME] [--json]                     show preset configs
     starling reproduce [--preset tiny] [--only 01,03] [--set bias.judge=api]   run notebooks headless
-    starling bias DIR... [--reparse] [--json]            first-place frequency by input position
+    starling bias DIR... [--reparse] [--json]            first-place frequency by input position (per k)
+    starling experiments agreement DIR... [--json]       K-wise rankings vs separate pairwise calls
+    starling experiments pointwise DIR [--rankings DIR] [--json]   single-answer scores vs a ranking
     starling rm train [--preset tiny] [--loss kwise] [--data SOURCE] [--out DIR] [--resume]
     starling rm eval MODEL_DIR [--data SOURCE] [--split eval|all] [--json]
     starling sft train [--preset tiny] [--data SOURCE] [--out DIR] [--json]      the RL start
@@ -101,31 +103,26 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_bias(args) -> int:
-    from .bias import analyze_rating_log, rating_log_folders, strategy_effects
-    from .judge.parse import LETTERS
+    from .bias import bias_report
 
-    folders = [folder for path in args.dirs for folder in rating_log_folders(path)]
-    results = [analyze_rating_log(f, reparse=args.reparse, ci=args.ci, confidence=args.confidence) for f in folders]
-    payload = {"reparse": args.reparse, "logs": [r.to_dict() for r in results]}
-    by_name = {r.strategy: r.stats for r in results}
-    if "no_pairwise" in by_name and len(by_name) == len(results):
-        payload["effects_vs_naive"] = strategy_effects(by_name)
-    if args.json:
-        _print_json(payload)
-        return EXIT_OK
-    k = max(r.stats.k for r in results)
-    letters = LETTERS[:k]
-    print(f"first-place frequency by input position ({'reparsed rating_text' if args.reparse else 'recorded ranking_order'})")
-    print(f"{'strategy':32s} {'n':>4s}  " + " ".join(f"{c:>5s}" for c in letters) + "   chi2 p")
-    for r in results:
-        st = r.stats
-        print(f"{r.strategy:32s} {st.n:4d}  " + " ".join(f"{x:5.3f}" for x in st.first_freq) + f"   {st.p_value:.2g}")
-    if args.reparse:
-        for r in results:
-            rp = r.reparse
-            print(f"{r.strategy}: parsed {rp['n_parsed']}/{rp['n_rows']}, agreement with ranking_order "
-                  f"{rp['n_agree']}/{rp['n_recorded_full']} ({rp['agreement']:.1%}), incomplete {rp['n_incomplete']}, "
-                  f"unparseable {rp['n_unparseable']}")
+    report = bias_report(args.dirs, reparse=args.reparse, ci=args.ci, confidence=args.confidence)
+    _print_report(report, args.json)
+    return EXIT_OK
+
+
+def cmd_experiments_agreement(args) -> int:
+    from .judge_experiments import agreement_report
+
+    report = agreement_report(args.dirs, confidence=args.confidence)
+    _print_report(report, args.json)
+    return EXIT_OK
+
+
+def cmd_experiments_pointwise(args) -> int:
+    from .judge_experiments import pointwise_report
+
+    report = pointwise_report(args.scores, args.rankings, match=args.match)
+    _print_report(report, args.json)
     return EXIT_OK
 
 
@@ -298,6 +295,22 @@ def build_parser() -> argparse.ArgumentParser:
     bias.add_argument("--confidence", type=float, default=0.95)
     bias.add_argument("--json", action="store_true")
     bias.set_defaults(func=cmd_bias)
+
+    experiments = sub.add_parser("experiments", help="the authors' other judge experiments: K-wise vs pairwise "
+                                                      "calls, pointwise scores")
+    exp_sub = experiments.add_subparsers(dest="experiments_command", required=True)
+    agreement = exp_sub.add_parser("agreement", help="mean error per k of K-wise rankings against pairwise calls")
+    agreement.add_argument("dirs", nargs="+", help="agreement-log folders or a folder of them (others are skipped)")
+    agreement.add_argument("--confidence", type=float, default=0.95)
+    agreement.add_argument("--json", action="store_true")
+    agreement.set_defaults(func=cmd_experiments_agreement)
+    pointwise = exp_sub.add_parser("pointwise", help="GPT-4's scores of single answers, against a K-wise ranking")
+    pointwise.add_argument("scores", help="a pointwise log folder (one scored answer per row)")
+    pointwise.add_argument("--rankings", default=None, help="a ranking log of the same prompts to compare with")
+    pointwise.add_argument("--match", default="text", choices=["text", "model"],
+                           help="match answers by text (default) or, as the authors' notebook did, by model name")
+    pointwise.add_argument("--json", action="store_true")
+    pointwise.set_defaults(func=cmd_experiments_pointwise)
 
     rm = sub.add_parser("rm", help="reward models: train with a K-wise or pairwise loss, evaluate")
     rm_sub = rm.add_subparsers(dest="rm_command", required=True)

@@ -5,10 +5,11 @@ import pytest
 
 from conftest import RATING_STRATEGIES
 from starling_lib.bias import (
-    analyze_rating_log, bootstrap_interval, chi_square_uniform, first_place_counts, mean_rank_by_position,
+    analyze_rating_log, bias_report, bootstrap_interval, chi_square_uniform, first_place_counts, mean_rank_by_position,
     position_stats, power_analysis, power_analytic, prompts_needed, rating_log_folders, scaled_profile,
     strategy_effects, total_variation_from_uniform, wilson_interval,
 )
+from test_nectar import rating_log_row, write_lines
 
 # First-place frequency by input position A..G from the recorded ranking_order (issue 3 quotes
 # no_pairwise; the others are the same computation, rounded to 3 digits).
@@ -93,3 +94,50 @@ def test_reparse_agrees_with_the_recorded_order(ratings_dir):
 def test_rating_log_folders_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no <strategy>/rankings.jsonl"):
         rating_log_folders(tmp_path)
+
+
+# ------------------------------------------------------------------ several k, and other logs
+
+def test_a_log_with_several_k_is_analysed_per_k(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    three = [{"answer": t, "model": t, "rank": r} for t, r in (("x", 3.0), ("y", 1.0), ("z", 2.0))]
+    lines = [rating_log_row(ranking_order=[1, 0], rating_text="[['B', 'A']]"),
+             rating_log_row(ranking_order=[0, 1], rating_text="[['A', 'B']]"),
+             rating_log_row(ranking_order=[1, 0], rating_text="[['B', 'A']]"),
+             rating_log_row(answers=three, ranking_order=[2, 0, 1], model_ranking=["z", "x", "y"], k=3,
+                            rating_text="[['C', 'A', 'B']]")]
+    write_lines(folder / "rankings.jsonl", lines)
+    res = analyze_rating_log(folder, reparse=True)
+    assert sorted(res.by_k) == [2, 3] and res.stats is res.by_k[3]
+    assert res.by_k[2].first_counts.tolist() == [1, 2] and res.by_k[2].n == 3
+    assert res.by_k[3].first_counts.tolist() == [0, 0, 1]
+    assert res.reparse["n_agree"] == res.reparse["n_recorded_full"] == 4
+    payload = res.to_dict(digits=3)
+    assert payload["k"] == 3 and payload["by_k"][2]["first_freq"] == [0.333, 0.667]
+    text = bias_report([folder]).format_text().splitlines()
+    assert text[2].split() == ["mixed", "3", "1", "0.000", "0.000", "1.000", "0.333", "0.37"]  # chi2 = 2, p = e^-1
+    assert text[3].split()[:4] == ["2", "3", "0.333", "0.667"]
+
+
+def test_report_puts_the_unranked_baseline_next_to_figure_6(ratings_dir, experiments_dir):
+    report = bias_report([ratings_dir, experiments_dir / "pointwise_pairwise_baseline",
+                          experiments_dir / "pointwise_rating_better_prompt"])
+    logs = {r.strategy: r for r in report.logs}
+    assert list(logs)[-1] == "pointwise_pairwise_baseline" and logs["pointwise_pairwise_baseline"].stats.n == 98
+    assert logs["pointwise_pairwise_baseline"].stats.first_counts.tolist() == [17, 19, 10, 18, 11, 11, 12]
+    for name in RATING_STRATEGIES:  # Figure 6 unchanged
+        assert np.round(logs[name].stats.first_freq, 3).tolist() == FIGURE_6[name] and not logs[name].by_k.keys() - {7}
+    assert {e["strategy"] for e in report.effects_vs_naive} == set(RATING_STRATEGIES) | {"pointwise_pairwise_baseline"}
+    assert report.pointwise == [{"strategy": "pointwise_rating_better_prompt", "kind": "pointwise-log",
+                                 "path": str(experiments_dir / "pointwise_rating_better_prompt" / "rankings.jsonl"),
+                                 "n_rows": 672, "n_prompts": 97}]
+    assert "no input positions" in report.format_text()
+
+
+def test_agreement_logs_first_place_per_k(experiments_dir):
+    res = analyze_rating_log(experiments_dir / "pairwise_agreement_explain")
+    assert sorted(res.by_k) == [2, 3, 4, 5, 6, 7] and res.stats.k == 7
+    assert [res.by_k[k].n for k in range(2, 8)] == [99] * 6
+    # the judge still favours position A at every k (against 1/k)
+    assert all(res.by_k[k].first_freq[0] > 1 / k for k in range(2, 8))

@@ -186,3 +186,61 @@ def test_bias_missing_folder_is_one_clear_line(capsys, tmp_path):
     code, out, err = run_cli(capsys, "bias", str(tmp_path / "nowhere"))
     assert code == 1 and out == ""
     assert err.startswith("starling: error:") and "rankings.jsonl" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------- every published judge log
+
+def test_validate_and_bias_accept_every_published_folder(capsys, ratings_dir, experiments_dir):
+    folders = [str(p) for p in sorted(experiments_dir.iterdir()) + sorted(ratings_dir.iterdir())]
+    code, out, err = run_cli(capsys, "data", "validate", *folders, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    kinds = {f["path"].split("/")[-2]: f["format"] for f in report["files"]}
+    assert kinds["pointwise_rating_better_prompt"] == "pointwise-log"
+    assert set(kinds.values()) == {"rating-log", "pointwise-log"} and len(kinds) == 12
+    code, out, err = run_cli(capsys, "bias", *folders)
+    assert code == 0 and err == ""
+    assert "pointwise_rating_better_prompt: pointwise log, 672 answers of 97 prompts" in out
+    code, out, err = run_cli(capsys, "bias", str(experiments_dir / "pairwise_agreement_explain"), "--json")
+    log = json.loads(out)["logs"][0]
+    assert sorted(log["by_k"], key=int) == ["2", "3", "4", "5", "6", "7"] and log["k"] == 7
+
+
+def test_validate_strict_refuses_fields_outside_the_schema(capsys, experiments_dir):
+    folder = str(experiments_dir / "pairwise_agreement_explain")
+    code, out, _ = run_cli(capsys, "data", "validate", folder, "--strict")
+    assert code == 1
+    assert "row 0, field 'pairwise': [unknown_field]" in out and out.splitlines()[-1].startswith("ERRORS: 0 of 594")
+
+
+@pytest.mark.parametrize("command", [["data", "validate"], ["bias"]])
+def test_empty_file_exits_1_with_one_line(capsys, tmp_path, command):
+    folder = tmp_path / "empty_strategy"
+    folder.mkdir()
+    (folder / "rankings.jsonl").write_text("\n   \n")
+    code, out, err = run_cli(capsys, *command, str(folder))
+    assert code == 1 and out == ""
+    message = "the file is empty (no rows; blank lines do not count)"
+    assert err == f"starling: error: {folder / 'rankings.jsonl'}: {message}\n"
+
+
+def test_experiments_commands_reproduce_the_reference_numbers(capsys, experiments_dir):
+    code, out, err = run_cli(capsys, "experiments", "agreement", str(experiments_dir), "--json")
+    assert code == 0, err
+    logs = {log["experiment"]: log for log in json.loads(out)["logs"]}
+    assert [round(a["mean_error"], 3) for a in logs["pairwise_agreement_explain"]["by_k"]] == [
+        .103, .207, .290, .275, .305, .301]
+    scores = experiments_dir / "pointwise_rating_better_prompt"
+    rankings = experiments_dir / "pointwise_pairwise_baseline"
+    code, out, err = run_cli(capsys, "experiments", "pointwise", str(scores), "--rankings", str(rankings), "--json")
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["n_answers"] == 672 and payload["score_counts"]["10.0"] == 512
+    c = payload["comparison"]
+    assert (c["n_scored"], c["n_pairs"]) == (95, 570)
+    assert {o: round(f, 3) for o, f in c["fractions"].items()} == {"tie": .700, "agree": .196, "disagree": .104}
+    code, out, _ = run_cli(capsys, "experiments", "agreement", str(experiments_dir))
+    assert out.splitlines()[2].split() == ["pairwise_agreement_explain", "True", "False", "0.103", "0.207", "0.290",
+                                           "0.275", "0.305", "0.301"]
+    code, out, err = run_cli(capsys, "experiments", "pointwise", str(rankings))
+    assert code == 1 and out == "" and "a ranking log, not a pointwise log" in err
