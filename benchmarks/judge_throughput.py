@@ -2,7 +2,7 @@
 
     python benchmarks/judge_throughput.py [--n 2000] [--concurrency 32] [--latency 0.1]
 
-The fake OpenAI server runs in its own process (``python -m starling_lib.judge.fake_server``) so
+The local OpenAI server runs in its own process (``python -m starling_lib.judge.server``) so
 it does not share the client's GIL on a 2-core machine. With ``c`` requests in flight and a
 server latency ``L`` no client can exceed ``c / L`` requests/s (320/s at the defaults): ``ratio``
 is the measured throughput over that bound (target >= 0.8), with a fresh cache in a temporary
@@ -59,7 +59,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--n-sequential", type=int, default=50)
     args = parser.parse_args(argv)
 
-    server = subprocess.Popen([sys.executable, "-m", "starling_lib.judge.fake_server", "--port", "0",
+    server = subprocess.Popen([sys.executable, "-m", "starling_lib.judge.server", "--port", "0",
                                "--latency", str(args.latency)], stdout=subprocess.PIPE, text=True)
     try:
         base_url = server.stdout.readline().strip()

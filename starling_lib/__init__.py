@@ -1,8 +1,22 @@
 """starling_lib: a small, tested companion to Starling-7B (Nectar, K-wise RMs, APA, evaluation).
 
-Stages live in their own modules and import downward only:
-data / models / losses / config at the bottom; judge, reward, policy above them;
-bias and evaluation above those; cli and notebooks on top.
+Stages live in their own modules and import downward only. The layers, bottom to top: a module
+imports from its own package and from lower layers, never from a higher layer or from another
+package of its own layer, and no modules import each other in a circle (``tests/test_layering.py``
+reads this table and checks every import in the package, the lazy ones inside functions included):
+
+    layer 0: starling_lib, paths, rng
+    layer 1: config, precision
+    layer 2: data, losses
+    layer 3: models, judge
+    layer 4: reward
+    layer 5: policy, bias, judge_experiments
+    layer 6: evaluation
+    layer 7: plotting, reproduce, cli_common
+    layer 8: cli_eval
+    layer 9: cli
+
+Notebooks sit on top of everything. A new module takes its place in this table.
 """
 
 import warnings

@@ -2,7 +2,8 @@
 
 Every other module and notebook asks here for the repository root, the committed data folder,
 the figures folder, the ignored runs folder, and the (optional) shared reference data.
-Environment variables override the defaults so tests and users can redirect output:
+Environment variables override the defaults so tests and users can redirect output; they are
+read at each call (:func:`figures_dir`, :func:`runs_dir`, :func:`shared_data`), never at import:
 
 - ``STARLING_FIGURES``: where ``save_fig`` writes (default ``<repo>/figures``);
 - ``STARLING_RUNS``: executed notebooks, logs and caches (default ``<repo>/runs``);
@@ -29,6 +30,13 @@ def runs_dir() -> Path:
     return Path(os.environ.get("STARLING_RUNS", ROOT / "runs"))
 
 
+def saved_model_dir(path: str | os.PathLike) -> Path:
+    """Where a saved model is: a run folder's ``final/`` when it has one, else ``path`` itself
+    (a model folder, a checkpoint folder, or ``final/`` given directly)."""
+    path = Path(path)
+    return path / "final" if (path / "final").is_dir() else path
+
+
 def shared_data(*parts: str, required: bool = False) -> Path | None:
     """Path to published reference data under ``../shared/data`` (or ``$STARLING_SHARED_DATA``).
 
@@ -46,9 +54,3 @@ def shared_data(*parts: str, required: bool = False) -> Path | None:
             "starling_ratings/, mt_bench/ and alpaca_eval/"
         )
     return None
-
-
-# Kept as constants for notebooks that like `from starling_lib.paths import FIGURES`;
-# they are read once at import, so tests that redirect output call the functions instead.
-FIGURES = figures_dir()
-RUNS = runs_dir()

@@ -47,7 +47,7 @@ JUDGE_TEST_KEY = "sk-test-LEAKCANARY-7f3a9c2e51b04d86"
 @pytest.fixture
 def serve():
     """``serve(responder, **kwargs)`` starts a FakeOpenAIServer that stops at the end of the test."""
-    from starling_lib.judge.fake_server import FakeOpenAIServer
+    from fake_server import FakeOpenAIServer
 
     servers = []
 

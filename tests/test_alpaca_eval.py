@@ -11,8 +11,10 @@ import pytest
 from starling_lib.config import TinyWorldConfig
 from starling_lib.data.tinyworld import generate_world, gold_reward, human_turns
 from starling_lib.evaluation import alpaca_eval as ae
-from starling_lib.judge.fake_server import FakeOpenAIServer
+from starling_lib.evaluation.simulated import SimulatedAlpacaJudge
 from starling_lib.paths import shared_data
+
+from fake_server import FakeOpenAIServer
 
 
 
@@ -272,7 +274,7 @@ def test_a_length_loving_judge_undoes_the_swap(serve, make_client, style):
 @pytest.mark.parametrize("style", ["weighted", "ranking"])
 def test_simulated_judge_end_to_end_prefers_the_better_model(serve, make_client, style):
     best, worst = tiny_outputs()
-    client = make_client(serve(responder=ae.SimulatedAlpacaJudge(seed=0).respond))
+    client = make_client(serve(responder=SimulatedAlpacaJudge(seed=0).respond))
     better, report = ae.judge_outputs(best, worst, client, style=style)
     assert report["n_failed"] == 0 and report["n_pairs"] == len(best)
     assert ae.score_annotations(better)["win_rate"] > 50
@@ -288,7 +290,7 @@ def test_simulated_judge_end_to_end_prefers_the_better_model(serve, make_client,
 def test_garbage_answers_fail_those_items_without_crashing(serve, make_client, style):
     best, worst = tiny_outputs(n=12)
     bad = {best[i]["instruction"] for i in (1, 4, 7)}
-    judge = ae.SimulatedAlpacaJudge()
+    judge = SimulatedAlpacaJudge()
 
     def responder(body):
         _, instruction, _, _ = ae.parse_messages(body["messages"])
@@ -317,7 +319,7 @@ class NoLogprobsServer(FakeOpenAIServer):
 
 def test_a_server_without_logprobs_fails_weighted_items_with_a_clear_reason(serve, make_client):
     best, worst = tiny_outputs(n=4)
-    client = make_client(serve(responder=ae.SimulatedAlpacaJudge().respond, server_class=NoLogprobsServer))
+    client = make_client(serve(responder=SimulatedAlpacaJudge().respond, server_class=NoLogprobsServer))
     annotations, report = ae.judge_outputs(best, worst, client, style="weighted")
     assert report["n_failed"] == 4 and report["n_judged"] == 0
     assert all("supports `logprobs`" in f["reason"] for f in report["failures"])
@@ -327,7 +329,7 @@ def test_missing_unmatched_and_malformed_rows_are_reported(serve, make_client):
     best, worst = tiny_outputs(n=10)
     model = best[2:] + [{"instruction": "not in the reference", "output": "x"},
                         {"instruction": "broken", "output": None}, best[3]]
-    client = make_client(serve(responder=ae.SimulatedAlpacaJudge().respond))
+    client = make_client(serve(responder=SimulatedAlpacaJudge().respond))
     annotations, report = ae.judge_outputs(model, worst, client)
     assert len(annotations) == report["n_pairs"] == 8
     assert report["missing"] == {"count": 2, "first": [worst[0]["instruction"], worst[1]["instruction"]]}
@@ -340,7 +342,7 @@ def test_missing_unmatched_and_malformed_rows_are_reported(serve, make_client):
 
 def test_a_second_run_on_the_same_cache_sends_nothing_and_matches(serve, make_client, tmp_path):
     best, worst = tiny_outputs(n=16)
-    server = serve(responder=ae.SimulatedAlpacaJudge().respond)
+    server = serve(responder=SimulatedAlpacaJudge().respond)
     first, report = ae.judge_outputs(best, worst, make_client(server), style="ranking")
     sent = server.stats.requests
     assert report["judge"]["n_sent"] == sent == 16
@@ -354,7 +356,7 @@ def test_a_second_run_on_the_same_cache_sends_nothing_and_matches(serve, make_cl
 # ------------------------------------------------------------------------------ simulated judge
 
 def test_simulated_judge_probabilities_by_hand():
-    judge = ae.SimulatedAlpacaJudge(temperature=0.5, position_bias=0.3)
+    judge = SimulatedAlpacaJudge(temperature=0.5, position_bias=0.3)
     instruction = "What should I know about coffee?"
     good = "Let me explain coffee. A key part is caffeine. It matters because of caffeine and roast."
     poor = "I cannot help with that."

@@ -11,7 +11,8 @@ from starling_lib.evaluation.answers import (ERROR_ANSWER, HFChatGenerator, Serv
                                              generate_mt_bench_answers)
 from starling_lib.evaluation.study import alpaca_demo_set, instruction_gold
 from starling_lib.judge import JudgeClient
-from starling_lib.judge.fake_server import FakeOpenAIServer
+
+from fake_server import FakeOpenAIServer
 
 QUESTIONS = [
     {"question_id": 1, "category": "writing", "turns": ["Write a short poem about bees.", "Thanks. Now list facts about it."]},
@@ -96,7 +97,7 @@ def test_tiny_policy_answers_with_its_chat_template(tmp_path):
 
     cfg = get_preset("smoke")
     model, tokenizer = load_policy(cfg)
-    gen = HFChatGenerator(model, tokenizer, max_new_tokens=8, bf16=False)
+    gen = HFChatGenerator(model, tokenizer, max_new_tokens=8)
     report = generate_mt_bench_answers(QUESTIONS[:3], gen, "tiny", tmp_path, batch_size=2)
     assert report.n_generated == 3
     records = [json.loads(line) for line in (tmp_path / "tiny.jsonl").read_text().splitlines()]
@@ -117,7 +118,7 @@ def test_server_generator_and_alpaca_outputs_resume(tmp_path):
 
     def responder(body):
         if "poem" in body["messages"][-1]["content"]:
-            from starling_lib.judge.fake_server import HTTPFault
+            from starling_lib.judge.server import HTTPFault
             raise HTTPFault(400, "this server does not write poems")
         return f"reply at T={body.get('temperature')}"
 

@@ -11,7 +11,9 @@ import pytest
 from starling_lib.config import JudgeConfig
 from starling_lib.judge import JudgeCache, JudgeClient, JudgeRequest, estimate_cost, request_key
 from starling_lib.judge.client import retry_after_seconds
-from starling_lib.judge.fake_server import FaultConfig, HTTPFault, default_responder
+from starling_lib.judge.server import HTTPFault, default_responder
+
+from fake_server import FaultConfig
 
 KEY = "sk-test-LEAKCANARY-7f3a9c2e51b04d86"  # the shared make_client fixture (conftest.py) uses this key
 

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from starling_lib.judge import JudgeCache
-from starling_lib.judge.fake_server import FakeOpenAIServer, FaultConfig, default_responder
+from starling_lib.judge.server import default_responder
+
+from fake_server import FakeOpenAIServer, FaultConfig
 
 SCRIPT = Path(__file__).with_name("judge_run_script.py")
 N = 300

@@ -109,14 +109,14 @@ def test_rank_rows_keeps_every_row_with_its_status(world):
 
 
 def test_fake_server_process_serves_the_simulated_judge_to_the_real_client(tmp_path, world):
-    """`python -m starling_lib.judge.fake_server --judge simulated`: a whole ranking run over HTTP."""
+    """`python -m starling_lib.judge.server --judge simulated`: a whole ranking run over HTTP."""
     import subprocess
     import sys
 
     from starling_lib.judge import JudgeClient
     from starling_lib.judge.rank import ranking_validator
 
-    proc = subprocess.Popen([sys.executable, "-m", "starling_lib.judge.fake_server", "--judge", "simulated"],
+    proc = subprocess.Popen([sys.executable, "-m", "starling_lib.judge.server", "--judge", "simulated"],
                             stdout=subprocess.PIPE, text=True)
     try:
         base_url = proc.stdout.readline().strip()

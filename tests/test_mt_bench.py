@@ -10,8 +10,9 @@ from starling_lib.evaluation.mt_bench import (
     DEMO_DIR, NEED_REF_CATS, Question, build_pairwise_requests, build_single_requests,
     judge_pairwise, judge_single, load_judge_prompts, load_model_answers, load_questions, load_references,
     pairwise_win_rate, parse_pair_verdict, parse_rating, read_judgments, score_single, write_judgments)
-from starling_lib.evaluation.mt_bench_demo import SimulatedMTBenchJudge, build_demo_set, simulate_answers
-from starling_lib.judge.fake_server import HTTPFault
+from starling_lib.evaluation.mt_bench.demo import build_demo_set, simulate_answers
+from starling_lib.evaluation.simulated import SimulatedMTBenchJudge
+from starling_lib.judge.server import HTTPFault
 from starling_lib.paths import shared_data
 
 CATEGORIES = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")

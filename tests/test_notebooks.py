@@ -72,7 +72,7 @@ def test_positional_bias_on_an_api_endpoint_keeps_the_key_out_of_every_file(tmp_
     import urllib.request
 
     secret = "sk-starling-test-" + "9f3c" * 8
-    server = subprocess.Popen([sys.executable, "-m", "starling_lib.judge.fake_server", "--judge", "simulated"],
+    server = subprocess.Popen([sys.executable, "-m", "starling_lib.judge.server", "--judge", "simulated"],
                               stdout=subprocess.PIPE, text=True)
     try:
         monkeypatch.setenv("STARLING_JUDGE_BASE_URL", server.stdout.readline().strip())

@@ -9,7 +9,7 @@ import pytest
 from starling_lib import cli
 from starling_lib.config import get_preset
 from starling_lib.paths import ROOT
-from starling_lib.policy.pipeline import load_policy, policy_prompts, sft_rows, split_world
+from starling_lib.policy.pipeline import load_policy, load_saved_policy, policy_prompts, sft_rows, split_world
 
 APA_FAST = ["--set", "policy.iterations=2", "--set", "policy.prompts_per_iteration=4",
             "--set", "policy.minibatch_size=4", "--set", "policy.max_new_tokens=12"]
@@ -47,7 +47,7 @@ def test_a_saved_policy_without_a_pad_token_gets_one(tmp_path, monkeypatch):
     model.config.pad_token_id = model.generation_config.pad_token_id = None
     model.save_pretrained(tmp_path / "plain")
     tokenizer.save_pretrained(tmp_path / "plain")
-    model, tokenizer = load_policy(None, tmp_path / "plain")
+    model, tokenizer = load_saved_policy(tmp_path / "plain")
     assert tokenizer.pad_token == tokenizer.unk_token and tokenizer.pad_token_id is not None
     assert model.config.pad_token_id == model.generation_config.pad_token_id == tokenizer.pad_token_id
 

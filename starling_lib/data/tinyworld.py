@@ -422,15 +422,16 @@ def simulate_prompt(rng: np.random.Generator, cfg: TinyWorldConfig) -> tuple[str
         exchanges.append((_question(rng, earlier_task, earlier_topic), earlier_answer))
         if request is None and rng.random() < 0.5:  # a follow-up about the same topic, by "it"
             question = FOLLOW_UP_PREFIX + _question(rng, _pick(rng, BENIGN_TASKS), "it")
-            return _render_prompt(exchanges, question), None
+            return render_prompt(exchanges, question), None
     if request is not None:
         question = _question(rng, "harmful", request.phrase)
     else:
         question = _question(rng, _pick(rng, BENIGN_TASKS), _pick(rng, TOPIC_NAMES))
-    return _render_prompt(exchanges, question), request
+    return render_prompt(exchanges, question), request
 
 
-def _render_prompt(exchanges: list[tuple[str, str]], question: str) -> str:
+def render_prompt(exchanges: list[tuple[str, str]], question: str) -> str:
+    """The Nectar prompt string: earlier ``(question, answer)`` exchanges, then ``question``."""
     earlier = "".join(f"{HUMAN}{q}{ASSISTANT}{a}" for q, a in exchanges)
     return f"{earlier}{HUMAN}{question}{ASSISTANT}"
 

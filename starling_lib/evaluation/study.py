@@ -23,16 +23,12 @@ from starling_lib.config import Preset
 from starling_lib.data.tinyworld import (HARMFUL_REQUESTS, MODELS_BY_NAME, PROMPT_TEMPLATES, TOPIC_NAMES,
                                          gold_reward, simulate_answer)
 from starling_lib.paths import runs_dir
+from starling_lib.rng import seeded_rng
 
 ALPACA_DEMO_REFERENCE = "tiny-rambler"
 """The reference "model" of the demo set: a middling, long-winded simulated answerer (mean gold
 2.55 on the demo instructions, against 4.76 for tiny-gpt-4 and 1.51 for tiny-offtopic), so the
 tiny policies' win rates sit in the informative middle, and length matters, as in AlpacaEval."""
-
-
-def _rng(*parts) -> np.random.Generator:
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
 def alpaca_demo_set(n: int | None = None, *, reference_model: str = ALPACA_DEMO_REFERENCE, seed: int = 0
@@ -57,7 +53,7 @@ def alpaca_demo_set(n: int | None = None, *, reference_model: str = ALPACA_DEMO_
     model = MODELS_BY_NAME[reference_model]
     instructions, references = [], []
     for text, task, topic, request in items:
-        answer = simulate_answer(_rng("alpaca-demo", seed, text), model,
+        answer = simulate_answer(seeded_rng("alpaca-demo", seed, text, sep=":"), model,
                                  "explain" if request is not None else task, topic, request)
         instructions.append({"instruction": text, "dataset": f"tinyworld-{task}"})
         references.append({"instruction": text, "output": answer, "generator": reference_model,

@@ -8,8 +8,10 @@
 - :mod:`~starling_lib.judge.cache`: the SQLite answer cache a killed run resumes from.
 - :mod:`~starling_lib.judge.simulated`: an offline judge with a position-bias profile per strategy.
 - :mod:`~starling_lib.judge.rank`: prompts → judge → parsed rankings, for many rows.
-- :mod:`~starling_lib.judge.fake_server`: a local OpenAI-compatible server with latency and
-  injectable faults, for tests, notebooks and benchmarks without network or API key.
+- :mod:`~starling_lib.judge.server`: a local OpenAI-compatible server that serves a simulated judge
+  over real HTTP (the tests extend it with injectable faults in ``tests/fake_server.py``).
+- :mod:`~starling_lib.judge.endpoint`: :func:`open_judge`, the one way to get a client: a real
+  endpoint (key from the environment) or a simulated judge behind the local server.
 
 The client names below load on first use, so ``from starling_lib.judge.parse import ...`` does not
 import ``openai``.

@@ -237,6 +237,8 @@ class JudgeClient:
         self.log = log or _stderr
         self._rng = random.Random()
         self._sync_client: openai.OpenAI | None = None
+        self.on_close: list[Callable[[], None]] = []
+        """Run by :meth:`close`, last added first (e.g. stopping the local server behind the client)."""
 
     # ---- requests and keys ---------------------------------------------------------------------
 
@@ -472,6 +474,8 @@ class JudgeClient:
             self._sync_client.close()
             self._sync_client = None
         self.cache.close()
+        while self.on_close:
+            self.on_close.pop()()
 
     def __enter__(self) -> "JudgeClient":
         return self

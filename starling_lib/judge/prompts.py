@@ -40,8 +40,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from ..rng import seeded_rng
 from .parse import LETTERS
 
 
@@ -166,11 +165,6 @@ class RankingRequest:
         return [self.permutation[p] for p in positions]
 
 
-def _rng_for(seed: int, *parts: str) -> np.random.Generator:
-    digest = hashlib.sha256("\x1f".join([str(seed), *parts]).encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
-
-
 def build_user_message(prompt: str, answers_in_order: list[str], *, pairwise_order=None, tiebreak_order=None) -> str:
     """The INPUT block: the conversation, the answers labelled A.., and the orders the strategy gives."""
     # The conversation and answers go in verbatim (Nectar's "\n\nHuman: ... \n\nAssistant: " turns
@@ -227,7 +221,7 @@ def build_ranking_request(
     if k < 2 or k > len(LETTERS):
         raise ValueError(f"need between 2 and {len(LETTERS)} answers, got {k}")
     key = item_id or hashlib.sha256(prompt.encode()).hexdigest()[:16]
-    rng = _rng_for(seed, key, s.name)
+    rng = seeded_rng(seed, key, s.name)
     perm = [int(i) for i in rng.permutation(k)] if shuffle else list(range(k))
     letters = list(LETTERS[:k])
     pairs = list(itertools.combinations(letters, 2))

@@ -24,7 +24,6 @@ judge's seed and the request text, so the same request always gets the same answ
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Callable
@@ -32,6 +31,7 @@ from typing import Callable
 import numpy as np
 
 from ..data.tinyworld import gold_reward, parse_prompt
+from ..rng import seeded_rng
 from .parse import LETTERS
 from .prompts import parse_user_message, strategy_of_system_prompt
 
@@ -62,11 +62,6 @@ def log_weights(frequencies, k: int | None = None) -> np.ndarray:
 def default_profiles() -> dict[str, np.ndarray]:
     """Log-weights per strategy from the real logs (see :data:`REAL_FIRST_PLACE_COUNTS`)."""
     return {name: log_weights(counts) for name, counts in REAL_FIRST_PLACE_COUNTS.items()}
-
-
-def _seeded_rng(seed: int, payload: str) -> np.random.Generator:
-    digest = hashlib.sha256(f"{seed}\x1f{payload}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
 @dataclass
@@ -100,7 +95,7 @@ class SimulatedJudge:
     def rank(self, prompt: str, answers_in_order: list[str], strategy: str, *, key: str = "") -> list[int]:
         """Input positions best first (a Gumbel-max Plackett-Luce draw, seeded by ``key``)."""
         u = self.utilities(prompt, answers_in_order, strategy)
-        rng = _seeded_rng(self.seed, key or json.dumps([prompt, answers_in_order, strategy]))
+        rng = seeded_rng(self.seed, key or json.dumps([prompt, answers_in_order, strategy]))
         noisy = u + rng.gumbel(size=len(u))
         return [int(i) for i in np.argsort(-noisy, kind="stable")]
 

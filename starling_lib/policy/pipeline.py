@@ -18,25 +18,32 @@ from starling_lib.config import Preset
 from starling_lib.data.nectar import load_nectar
 from starling_lib.data.tinyworld import generate_world, gold_reward
 from starling_lib.models import _adopt_pad_token, _quiet_transformers, build_tiny_assets, load_causal_lm
-from starling_lib.paths import runs_dir
+from starling_lib.paths import runs_dir, saved_model_dir
 from starling_lib.reward.data import distinct_prompts, load_examples
 
 
-def load_policy(preset: Preset | None, path: str | Path | None = None):
-    """(causal LM, tokenizer): a saved folder (an SFT or APA run's ``final/``, or any HF model folder),
+def load_saved_policy(path: str | Path):
+    """(causal LM, tokenizer) saved in ``path``: an SFT or APA run folder (its ``final/``) or any HF
+    model folder. Its tokenizer gets a pad token as in :func:`load_policy`."""
+    path = saved_model_dir(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: no saved policy here (config.json missing)")
+    with _quiet_transformers():
+        model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    _adopt_pad_token(model, _with_pad(tokenizer))
+    return model, tokenizer
+
+
+def load_policy(preset: Preset, path: str | Path | None = None):
+    """(causal LM, tokenizer): the saved policy at ``path`` when given (:func:`load_saved_policy`),
     else the preset's policy (``policy_model.name_or_path``, or the tiny policy, untrained).
 
     A tokenizer without a pad token (Llama/Mistral checkpoints) gets ``unk`` (else ``eos``) as its pad,
     whichever way the policy came: rollouts pad prompts with it."""
+    if path is not None:
+        return load_saved_policy(path)
     with _quiet_transformers():
-        if path is not None:
-            path = Path(path)
-            if (path / "final").is_dir():
-                path = path / "final"
-            if not (path / "config.json").is_file():
-                raise FileNotFoundError(f"{path}: no saved policy here (config.json missing)")
-            model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-        elif preset.policy_model.name_or_path:
+        if preset.policy_model.name_or_path:
             tokenizer = AutoTokenizer.from_pretrained(preset.policy_model.name_or_path)
             tokenizer.padding_side = "left"
             model = load_causal_lm(preset.policy_model, _with_pad(tokenizer))

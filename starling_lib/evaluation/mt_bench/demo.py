@@ -1,39 +1,32 @@
-"""The offline MT-Bench: a tiny-world question set in FastChat's layout, and a simulated judge.
+"""The offline MT-Bench: a tiny-world question set in FastChat's layout, and its simulated answers.
 
-What it is for: running :mod:`.mt_bench` end to end without network, API key or FastChat, on
-questions a tiny policy trained on the tiny world (:mod:`starling_lib.data.tinyworld`) can answer.
+What it is for: running :mod:`starling_lib.evaluation.mt_bench` end to end without network, API
+key or FastChat, on questions a tiny policy trained on the tiny world
+(:mod:`starling_lib.data.tinyworld`) can answer; the judge that grades them is
+:class:`~starling_lib.evaluation.simulated.SimulatedMTBenchJudge`.
 
-- :func:`build_demo_set` writes ``data/mt_bench_demo/`` (``python -m
-  starling_lib.evaluation.mt_bench --write-demo``): ``question.jsonl`` (two-turn questions from
-  the world's prompt templates, turn 2 a "Thanks. ... it" follow-up; MT-Bench-like categories so
-  every answer temperature and the reference-guided ``reasoning`` path occur),
-  ``judge_prompts.jsonl`` (FastChat's 8 names, types, placeholders and output formats, in our own
-  words) and ``reference_answer/tiny-gold.jsonl`` (the simulated answer with the highest gold
-  reward, per reasoning question and turn). Deterministic: a test rewrites it and compares bytes.
-- :class:`SimulatedMTBenchJudge` answers judge requests (plug ``.respond`` into
-  :class:`~starling_lib.judge.fake_server.FakeOpenAIServer`): it reads the question(s) and
-  answer(s) back out of the prompt (the demo templates, or FastChat's real ones by their
-  ``[The Start of ...]`` / ``### User:`` markers), scores each answer with the world's
-  :func:`~starling_lib.data.tinyworld.gold_reward` and writes ``Rating: [[r]]`` or a verdict.
+:func:`build_demo_set` writes ``data/mt_bench_demo/`` (``python -m
+starling_lib.evaluation.mt_bench.demo --write-demo``): ``question.jsonl`` (two-turn questions from
+the world's prompt templates, turn 2 a "Thanks. ... it" follow-up; MT-Bench-like categories so
+every answer temperature and the reference-guided ``reasoning`` path occur), ``judge_prompts.jsonl``
+(FastChat's 8 names, types, placeholders and output formats, in our own words) and
+``reference_answer/tiny-gold.jsonl`` (the simulated answer with the highest gold reward, per
+reasoning question and turn). Deterministic: a test rewrites it and compares bytes.
 """
 
 from __future__ import annotations
 
-import hashlib
+import argparse
 import json
-import math
-import re
-import string
 from pathlib import Path
 
 import numpy as np
 
 from starling_lib.data.tinyworld import (FOLLOW_UP_PREFIX, HARMFUL_REQUESTS, MODELS_BY_NAME, PROMPT_TEMPLATES,
-                                         SIMULATED_MODELS, TOPIC_NAMES, _render_prompt, gold_attributes,
-                                         gold_reward, parse_prompt, reward_from_attributes,
+                                         SIMULATED_MODELS, TOPIC_NAMES, gold_reward, parse_prompt, render_prompt,
                                          simulate_answer)
-from starling_lib.evaluation.mt_bench import DEMO_DIR, NEED_REF_CATS
-from starling_lib.judge.fake_server import HTTPFault
+from starling_lib.evaluation.mt_bench.files import DEMO_DIR
+from starling_lib.evaluation.mt_bench.judge import NEED_REF_CATS
 
 REFERENCE_MODEL = "tiny-gold"
 
@@ -89,7 +82,7 @@ def demo_questions() -> list[dict]:
 
 def conversation_prompt(turns: list[str], answers: list[str], turn: int) -> str:
     """The Nectar prompt before answer ``turn`` (1-based): earlier exchanges, then the question."""
-    return _render_prompt(list(zip(turns[:turn - 1], answers[:turn - 1])), turns[turn - 1])
+    return render_prompt(list(zip(turns[:turn - 1], answers[:turn - 1])), turns[turn - 1])
 
 
 def _simulate_turn(rng: np.random.Generator, model, prompt: str) -> str:
@@ -218,114 +211,17 @@ def build_demo_set(out_dir: str | Path = DEMO_DIR) -> list[Path]:
             _write_jsonl(out / "reference_answer" / f"{REFERENCE_MODEL}.jsonl", demo_references(questions))]
 
 
-# ---- the simulated judge ---------------------------------------------------------------------------
-
-# FastChat's templates reduced to their markers (the instructions before them are skipped), so
-# the judge reads real MT-Bench requests without a copy of FastChat's prompt text.
-_FC_ANSWER = "[The Start of Assistant's Answer]\n{answer}\n[The End of Assistant's Answer]"
-_FC_REF = "[The Start of Reference Answer]\n{ref_answer_1}\n[The End of Reference Answer]\n\n"
-_FC_PAIR = ("[The Start of Assistant A's Answer]\n{answer_a}\n[The End of Assistant A's Answer]\n\n"
-            "[The Start of Assistant B's Answer]\n{answer_b}\n[The End of Assistant B's Answer]")
-
-
-def _fc_conversation(who: str, a1: str, a2: str) -> str:
-    return (f"<|The Start of Assistant {who}'s Conversation with User|>\n\n### User:\n{{question_1}}\n\n"
-            f"### Assistant {who}:\n{{{a1}}}\n\n### User:\n{{question_2}}\n\n### Assistant {who}:\n{{{a2}}}"
-            f"\n\n<|The End of Assistant {who}'s Conversation with User|>")
+def main(argv: list[str] | None = None) -> None:
+    """``python -m starling_lib.evaluation.mt_bench.demo --write-demo [--out DIR]``."""
+    parser = argparse.ArgumentParser(description="Regenerate the MT-Bench demo set (data/mt_bench_demo/).")
+    parser.add_argument("--write-demo", action="store_true", help="regenerate data/mt_bench_demo/")
+    parser.add_argument("--out", default=str(DEMO_DIR), help="folder for --write-demo")
+    args = parser.parse_args(argv)
+    if not args.write_demo:
+        parser.error("nothing to do (use --write-demo)")
+    for path in build_demo_set(args.out):
+        print(path)
 
 
-FASTCHAT_LAYOUTS = (
-    "[Question]\n{question}\n\n" + _FC_REF + _FC_ANSWER,
-    "[Question]\n{question}\n\n" + _FC_ANSWER,
-    "[User Question]\n{question}\n\n" + _FC_REF + _FC_PAIR,
-    "[User Question]\n{question}\n\n" + _FC_PAIR,
-    _fc_conversation("A", "answer_1", "answer_2"),
-    _fc_conversation("A", "answer_a_1", "answer_a_2") + "\n\n\n" + _fc_conversation("B", "answer_b_1", "answer_b_2"),
-)
-
-
-def template_regex(template: str) -> re.Pattern:
-    """A regex that reads the placeholders back out of a filled-in template (matched at the end)."""
-    parts, seen = [], set()
-    for literal, name, _, _ in string.Formatter().parse(template):
-        parts.append(re.escape(literal))
-        if name is not None:
-            parts.append(f"(?P={name})" if name in seen else f"(?P<{name}>.*?)")
-            seen.add(name)
-    return re.compile("".join(parts) + r"\Z", re.DOTALL)
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
-
-
-class SimulatedMTBenchJudge:
-    """An MT-Bench judge whose taste is the tiny world's gold reward, plus seeded noise.
-
-    Single: ``r = clip(round(1 + 9 sigmoid((gold - center) / scale) + noise N(0, 1)), 1, 10)``;
-    ``center=2, scale=1`` put a refusal of a benign question (gold about -1) near 1, an untrained
-    or off-topic reply (about 0.5-1) near 3 and a strong answer (about 4-5) at 9-10.
-    Pairwise: A wins with probability ``sigmoid((gold_A - gold_B) / scale + position_bias)``
-    (Bradley-Terry; ``position_bias > 0`` favours the first slot); equal golds with no bias tie.
-    Draws are seeded by sha256 of ``(seed, messages)``, so a request always gets the same answer.
-    """
-
-    def __init__(self, seed: int = 0, center: float = 2.0, scale: float = 1.0, noise: float = 0.5,
-                 position_bias: float = 0.0, templates=()):
-        """``templates``: extra prompt templates to read (the demo's and FastChat's are built in)."""
-        self.seed, self.center, self.scale, self.noise, self.position_bias = seed, center, scale, noise, position_bias
-        layouts = list(templates) + [p["prompt_template"] for p in DEMO_JUDGE_PROMPTS] + list(FASTCHAT_LAYOUTS)
-        # Most placeholders first: a layout without a reference would also match one with it.
-        layouts.sort(key=lambda t: -len({n for _, n, _, _ in string.Formatter().parse(t) if n}))
-        self.patterns = [template_regex(t) for t in layouts]
-
-    def _rng(self, body: dict) -> np.random.Generator:
-        blob = json.dumps([self.seed, body.get("messages")], sort_keys=True, ensure_ascii=False)
-        return np.random.default_rng(int.from_bytes(hashlib.sha256(blob.encode()).digest()[:8], "big"))
-
-    def read_prompt(self, text: str) -> dict:
-        """The placeholders' values in a judge prompt; ``ValueError`` when no layout fits."""
-        for pattern in self.patterns:
-            match = pattern.search(text)
-            if match:
-                return match.groupdict()
-        raise ValueError(f"not an MT-Bench judge prompt: {text[:80]!r}")
-
-    @staticmethod
-    def last_exchange(fields: dict, side: str = "") -> tuple[str, str]:
-        """``(Nectar prompt, answer)`` of one assistant's last turn, earlier turn included."""
-        answer = f"answer_{side}" if side else "answer"
-        if "question" in fields:
-            return _render_prompt([], fields["question"]), fields[answer]
-        prompt = _render_prompt([(fields["question_1"], fields[f"{answer}_1"])], fields["question_2"])
-        return prompt, fields[f"{answer}_2"]
-
-    def rating(self, gold: float, rng: np.random.Generator) -> int:
-        mean = 1 + 9 * _sigmoid((gold - self.center) / self.scale)
-        if self.noise:
-            mean += self.noise * rng.standard_normal()
-        return int(np.clip(round(mean), 1, 10))
-
-    def verdict(self, gold_a: float, gold_b: float, rng: np.random.Generator) -> str:
-        if abs(gold_a - gold_b) < 1e-9 and self.position_bias == 0:
-            return "C"
-        return "A" if rng.random() < _sigmoid((gold_a - gold_b) / self.scale + self.position_bias) else "B"
-
-    def respond(self, body: dict) -> str:
-        """The judge's reply to an OpenAI chat request (a fake-server responder); an unknown
-        prompt layout raises :class:`~starling_lib.judge.fake_server.HTTPFault` 422."""
-        user = next(m["content"] for m in reversed(body["messages"]) if m.get("role") == "user")
-        try:
-            fields = self.read_prompt(user)
-        except ValueError as exc:  # a client bug, not a judge hiccup: fail at once, no retries
-            raise HTTPFault(422, str(exc)) from None
-        rng = self._rng(body)
-        if "answer_a" in fields or "answer_a_2" in fields:
-            gold_a = gold_reward(*self.last_exchange(fields, "a"))
-            gold_b = gold_reward(*self.last_exchange(fields, "b"))
-            return (f"Assistant A's reply scores {gold_a:.2f} and assistant B's {gold_b:.2f} on the tiny "
-                    f"world's gold reward. [[{self.verdict(gold_a, gold_b, rng)}]]")
-        attrs = gold_attributes(*self.last_exchange(fields))
-        gold = reward_from_attributes(attrs)
-        return (f"The reply is {'on' if attrs['on_topic'] else 'off'} topic with fact coverage "
-                f"{attrs['fact_coverage']:.2f}; gold reward {gold:.2f}. Rating: [[{self.rating(gold, rng)}]]")
+if __name__ == "__main__":
+    main()
