@@ -31,11 +31,10 @@ import os
 import sys
 from pathlib import Path
 
+from starling_lib.cli_common import add_preset_flag
+from starling_lib.cli_common import print_json as _print_json
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def _print_json(payload) -> None:
-    print(json.dumps(payload, indent=2, default=str))
 
 
 def _print_report(report, as_json: bool) -> None:
@@ -279,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     presets.set_defaults(func=cmd_presets)
 
     repro = sub.add_parser("reproduce", help="execute the numbered notebooks with papermill")
-    repro.add_argument("--preset", default="tiny", choices=["smoke", "tiny", "full"])
+    add_preset_flag(repro)
     repro.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 01,03")
     repro.add_argument("--seed", type=int, default=0)
     repro.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
@@ -322,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--split", default="eval", choices=["eval", "all"],
                              help="the held-out prompts of the training split (same seed) or every example")
             cmd.add_argument("--log", default=None, help="append the metrics to this JSONL file")
-        cmd.add_argument("--preset", default="tiny", choices=["smoke", "tiny", "full"])
+        add_preset_flag(cmd)
         cmd.add_argument("--data", default=None,
                          help="tinyworld, a Nectar JSONL/Parquet file or hub id, or rating-log folders "
                               "(default: the preset's data.source)")
@@ -348,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     apa_train.add_argument("--algo", default=None, choices=["apa", "ppo", "awr"])
     apa_train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     for cmd, default_out in ((sft_train, "runs/sft/<preset>"), (apa_train, "runs/policy/<preset>-<algo>")):
-        cmd.add_argument("--preset", default="tiny", choices=["smoke", "tiny", "full"])
+        add_preset_flag(cmd)
         cmd.add_argument("--data", default=None, help="tinyworld (its SFT / RL part) or a Nectar JSONL/Parquet "
                                                       "file or hub id (default: the preset's data.source)")
         cmd.add_argument("--out", default=None, help=f"run folder (default: {default_out})")
