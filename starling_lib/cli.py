@@ -9,6 +9,7 @@
     starling experiments pointwise DIR [--rankings DIR] [--json]   single-answer scores vs a ranking
     starling rm train [--preset tiny] [--loss kwise] [--data SOURCE] [--out DIR] [--resume]
     starling rm eval MODEL_DIR [--data SOURCE] [--split eval|all] [--json]
+    starling rm bench [RUN | --scores DIR] [--benchmarks DIR] [--save-scores DIR] [--json]   the authors' RM benchmark
     starling sft train [--preset tiny] [--data SOURCE] [--out DIR] [--json]      the RL start
     starling apa train --reward-model RUN [--policy DIR] [--algo apa|ppo|awr] [--out DIR] [--resume]
     starling mt-bench generate --model-id ID (--model DIR | --base-url URL) [--limit N]   FastChat answers
@@ -31,7 +32,7 @@ import os
 import sys
 from pathlib import Path
 
-from starling_lib.cli_common import add_preset_flag
+from starling_lib.cli_common import add_common_flags, add_preset_flag
 from starling_lib.cli_common import print_json as _print_json
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -176,6 +177,15 @@ def cmd_rm_eval(args) -> int:
         with open(args.log, "a", encoding="utf-8") as f:
             f.write(json.dumps({"event": "eval", **metrics}) + "\n")
     _print_metrics(metrics, args.json)
+    return EXIT_OK
+
+
+def cmd_rm_bench(args) -> int:
+    from .reward.bench import format_bench, run_bench
+
+    result = run_bench(args.run, args.scores, args.benchmarks, preset=_rm_preset(args), n_boot=args.n_boot,
+                       seed=args.seed, save_scores=args.save_scores)
+    _print_json(result) if args.json else print(format_bench(result))
     return EXIT_OK
 
 
@@ -334,6 +344,18 @@ def build_parser() -> argparse.ArgumentParser:
                          help="override a preset field, e.g. --set reward.epochs=3 (repeatable)")
         cmd.add_argument("--json", action="store_true")
         cmd.set_defaults(func=cmd_rm_train if name == "train" else cmd_rm_eval)
+    bench = rm_sub.add_parser("bench", help="the Starling authors' reward-model benchmark (human preference, "
+                                            "truthfulness, safety, verbosity) for a run or a folder of score files")
+    bench.add_argument("run", nargs="?", default=None, help="a reward-model run folder (starling rm train) or model folder")
+    bench.add_argument("--scores", default=None, metavar="DIR",
+                       help="score files in the authors' layout instead of a model (e.g. .../rm34b_scores)")
+    bench.add_argument("--benchmarks", default=None, metavar="DIR",
+                       help="the benchmark files (default: ../shared/data/starling_rm_benchmarks)")
+    bench.add_argument("--save-scores", default=None, metavar="DIR", help="also write the model's scores there")
+    bench.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples over items")
+    bench.add_argument("--seed", type=int, default=0)
+    add_common_flags(bench, set_example="reward.max_length=512", json_help="print the metrics as JSON")
+    bench.set_defaults(func=cmd_rm_bench)
 
     sft = sub.add_parser("sft", help="supervised fine-tuning of the policy (the start of RL)")
     sft_sub = sft.add_subparsers(dest="sft_command", required=True)

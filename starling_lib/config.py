@@ -247,6 +247,23 @@ class RewardStudyConfig:
 
 
 @dataclass
+class RewardBenchConfig:
+    """Notebook 05: our reward models on the Starling authors' benchmark (``starling rm bench``)."""
+
+    max_items: int | None = None
+    """Items per benchmark file that our models score (the first ones; ``None``: all 2,847)."""
+    losses: list[str] = field(default_factory=lambda: ["kwise", "pairwise"])
+    """Losses of the MiniLM reward models fitted to the real GPT-4 rankings."""
+    n_boot: int = 2000
+    """Bootstrap resamples over items for every interval."""
+    finetune_epochs: float = 0.0
+    """Fine-tune the whole MiniLM on the GPT-4 rankings for this many epochs per loss (0: frozen
+    heads only; on 2 CPU cores an epoch over the 1,143 rankings takes several minutes)."""
+    finetune_learning_rate: float = 3e-5
+    """AdamW peak learning rate when fine-tuning MiniLM."""
+
+
+@dataclass
 class SftConfig:
     """Supervised fine-tuning of the policy on tiny-world (or Nectar) answers: the RL starting point."""
 
@@ -420,6 +437,8 @@ class Preset:
     """Reward-model training (notebook 02, ``starling rm train``)."""
     rm_study: RewardStudyConfig = field(default_factory=RewardStudyConfig)
     """The K-wise vs pairwise study of notebook 02."""
+    rm_bench: RewardBenchConfig = field(default_factory=RewardBenchConfig)
+    """The reward-model benchmark of notebook 05."""
     sft: SftConfig = field(default_factory=SftConfig)
     """Supervised fine-tuning of the policy before RL (notebook 03)."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -453,6 +472,7 @@ def _smoke() -> Preset:
         rm_study=RewardStudyConfig(theory_n_grid=[25, 50, 100, 200], theory_seeds=8, curve_n_prompts=[15, 45],
                                    curve_seeds=1, curve_epochs=3, curve_eval_prompts=40, real_max_prompts=30, real_max_length=128,
                                    real_folds=3, real_repeats=1),
+        rm_bench=RewardBenchConfig(max_items=24, n_boot=200),
         sft=SftConfig(n_prompts=60),
         policy=PolicyConfig(iterations=3, prompts_per_iteration=8, minibatch_size=8, max_new_tokens=24,
                             max_prompt_length=96, rm_max_length=128, save_every=2),

@@ -5,4 +5,6 @@
 - ``metrics``: pairwise / adjacent / top-1 accuracy and Kendall τ against a ranking (and gold).
 - ``theory``: linear rewards on random features; the K-wise MLE vs the split-pairs MLE.
 - ``starling_rm``: the Starling-RM-7B-alpha checkpoint format (Llama-2 trunk + ``v_head``).
+- ``bench``: the Starling authors' reward-model benchmark (human preference, truthfulness, safety,
+  verbosity): loaders, scoring, metrics with bootstrap intervals, length bias (``starling rm bench``).
 """
