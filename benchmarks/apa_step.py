@@ -48,7 +48,7 @@ import torch  # noqa: E402
 
 from starling_lib.config import get_preset  # noqa: E402
 from starling_lib.data.chat import prompt_to_messages  # noqa: E402
-from starling_lib.models import _quiet_transformers  # noqa: E402
+from starling_lib.models import quiet_transformers  # noqa: E402
 from starling_lib.precision import (DTYPE_NAMES, autocast_context, precision_record, resolve_precision,  # noqa: E402
                                     trainer_precision_args)
 from starling_lib.policy.pipeline import load_policy, policy_prompts  # noqa: E402
@@ -132,7 +132,7 @@ def bench_iterations(preset, prompts, reward, reward_tokenizer, out_dir, args) -
     def trl_block(round_):
         policy, tokenizer = load_policy(preset)  # the same start; TRL builds its reference from it
         timer = StepTimer()
-        with _quiet_transformers(), warnings.catch_warnings():
+        with quiet_transformers(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             trl_args = GRPOConfig(
                 output_dir=str(out_dir / f"trl{round_}"), per_device_train_batch_size=args.completions,

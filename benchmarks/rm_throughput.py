@@ -40,7 +40,7 @@ from transformers import PrinterCallback
 from starling_lib.config import get_preset
 from starling_lib.data.convert import pairwise_dataset
 from starling_lib.data.tinyworld import generate_world, world_dataset
-from starling_lib.models import _quiet_transformers
+from starling_lib.models import quiet_transformers
 from starling_lib.precision import DTYPE_NAMES, precision_record, resolve_precision, trainer_precision_args
 from starling_lib.reward.data import tinyworld_examples
 from starling_lib.reward.metrics import paired_difference_ci
@@ -81,12 +81,12 @@ def one_seed(preset, seed, train_rows, eval_examples, world, args, log) -> dict:
             max_length=preset.reward.max_length, **trainer_precision_args(resolve_precision(preset.runtime)), use_cpu=True, report_to="none",
             save_strategy="no", logging_steps=10, disable_tqdm=True, seed=seed, data_seed=seed,
             dataloader_num_workers=0, center_rewards_coefficient=None, disable_dropout=True)
-        with _quiet_transformers():
+        with quiet_transformers():
             trainer = RewardTrainer(model=model, args=trl_args, train_dataset=pairs, processing_class=tokenizer)
             trainer.remove_callback(PrinterCallback)
         trl_prepare_s = time.perf_counter() - started
         started = time.perf_counter()
-        with _quiet_transformers():
+        with quiet_transformers():
             trainer.train()
         trl_seconds = time.perf_counter() - started
         trl_metrics = evaluate_reward_model(trainer.model, tokenizer, eval_examples, preset)

@@ -149,7 +149,7 @@ def tiny_reward_model(cfg: ModelConfig, tokenizer, seed: int = 0) -> transformer
         return AutoModelForSequenceClassification.from_config(tiny_model_config(cfg, tokenizer, num_labels=1))
 
 
-def _adopt_pad_token(model: transformers.PreTrainedModel, tokenizer) -> None:
+def adopt_pad_token(model: transformers.PreTrainedModel, tokenizer) -> None:
     # Llama-2 checkpoints ship without a pad token; a batch needs one to find each sequence's end.
     if tokenizer is not None and model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -165,7 +165,7 @@ def load_causal_lm(cfg: ModelConfig, tokenizer=None, seed: int = 0, **from_pretr
     """
     if cfg.name_or_path:
         model = AutoModelForCausalLM.from_pretrained(cfg.name_or_path, **from_pretrained_kwargs)
-        _adopt_pad_token(model, tokenizer)
+        adopt_pad_token(model, tokenizer)
         return model
     if tokenizer is None:
         raise ValueError("a tiny causal LM needs the tokenizer it will read (cfg.name_or_path is None)")
@@ -178,7 +178,7 @@ def load_reward_model(cfg: ModelConfig, tokenizer=None, seed: int = 0, **from_pr
         with _seeded(seed):
             model = AutoModelForSequenceClassification.from_pretrained(
                 cfg.name_or_path, num_labels=1, **from_pretrained_kwargs)
-        _adopt_pad_token(model, tokenizer)
+        adopt_pad_token(model, tokenizer)
         return model
     if tokenizer is None:
         raise ValueError("a tiny reward model needs the tokenizer it will read (cfg.name_or_path is None)")
@@ -200,15 +200,8 @@ def minilm_path() -> Path:
     return path
 
 
-def __getattr__(name: str):
-    # MINILM_PATH is looked up on first use, so importing this module never needs the package.
-    if name == "MINILM_PATH":
-        return minilm_path()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 @contextlib.contextmanager
-def _quiet_transformers():
+def quiet_transformers():
     """Errors only, no progress bars, inside the block; the caller's settings come back after."""
     verbosity = transformers.logging.get_verbosity()
     bars = transformers.logging.is_progress_bar_enabled()
@@ -233,7 +226,7 @@ def minilm_reward_model(chat_template: str = MINILM_CHAT_TEMPLATE, seed: int = 0
     report is silenced and that claim checked instead: any other missing key raises.
     """
     path = minilm_path()
-    with _quiet_transformers(), _seeded(seed):
+    with quiet_transformers(), _seeded(seed):
         model, info = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=1, output_loading_info=True)
     unexpected_missing = set(info["missing_keys"]) - MINILM_NEW_KEYS

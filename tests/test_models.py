@@ -178,7 +178,6 @@ def test_load_functions_use_a_local_folder_or_build_tiny(smoke, tokenizer, tmp_p
 
 def test_minilm_reward_model_loads_offline_and_scores_texts():
     model, tok = models.minilm_reward_model()
-    assert models.MINILM_PATH == models.minilm_path()
     convo = [{"role": "user", "content": "Tell me about bees."}, {"role": "assistant", "content": "Bees make honey."}]
     assert tok.apply_chat_template(convo, tokenize=False) == "user: Tell me about bees.\nassistant: Bees make honey.\n"
     texts = [tok.apply_chat_template(convo, tokenize=False),

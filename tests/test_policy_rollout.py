@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from starling_lib.config import get_preset
 from starling_lib.data.chat import LLAMA2_TEMPLATE
 from starling_lib.data.tinyworld import generate_world
-from starling_lib.models import _quiet_transformers, build_tiny_assets, count_parameters
+from starling_lib.models import build_tiny_assets, count_parameters, quiet_transformers
 from starling_lib.policy.models import ActorCritic, add_lora, freeze_all_but_last, frozen_reference, reference_context
 from starling_lib.policy.rollout import (RewardScorer, RunningMoments, decode_responses, encode_prompts,
                                          forward_tokens, position_ids, response_mask, sample_responses)
@@ -22,7 +22,7 @@ from starling_lib.reward.train import score_examples
 def assets(tmp_path_factory):
     preset = get_preset("smoke")
     paths = build_tiny_assets(preset, tmp_path_factory.mktemp("assets"))
-    with _quiet_transformers():
+    with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(paths["tokenizer"])
         policy = AutoModelForCausalLM.from_pretrained(paths["policy"])
         reward = AutoModelForSequenceClassification.from_pretrained(paths["reward"])

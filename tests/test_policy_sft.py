@@ -8,7 +8,8 @@ import torch
 from starling_lib.config import TinyWorldConfig, get_preset
 from starling_lib.data.tinyworld import generate_world
 from starling_lib.policy.pipeline import load_policy
-from starling_lib.policy.sft import build_sft_trainer, completion_log_likelihood, load_sft, sft_examples, train_sft
+from starling_lib.policy.pipeline import load_saved_policy
+from starling_lib.policy.sft import build_sft_trainer, completion_log_likelihood, sft_examples, train_sft
 
 ROWS = [
     {"prompt": "\n\nHuman: Tell me about bees.\n\nAssistant: ",
@@ -119,7 +120,7 @@ def test_smoke_sft_learns_saves_and_reloads(tmp_path, monkeypatch):
     assert [json.loads(line) for line in run.log_path.read_text().splitlines()] == run.history
     assert not list((tmp_path / "sft").glob("checkpoint-*"))  # save_strategy "no"
 
-    model, tokenizer = load_sft(tmp_path / "sft")
+    model, tokenizer = load_saved_policy(tmp_path / "sft")
     assert tokenizer.eos_token == "<|end_of_turn|>" and tokenizer.chat_template == tok.chat_template
     batch = tokenizer(["GPT4 Correct User: bees<|end_of_turn|>GPT4 Correct Assistant: Bees"], return_tensors="pt")
     run.model.eval()
@@ -131,7 +132,7 @@ def test_smoke_sft_learns_saves_and_reloads(tmp_path, monkeypatch):
     assert after.mean() > before.mean() + 0.4
 
 
-def test_load_sft_without_a_model_raises(tmp_path):
+def test_load_saved_policy_without_a_model_raises(tmp_path):
     with pytest.raises(FileNotFoundError, match="no saved policy here"):
-        load_sft(tmp_path)
+        load_saved_policy(tmp_path)
 

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from starling_lib.config import get_preset
 from starling_lib.data.tinyworld import generate_world, gold_reward
-from starling_lib.models import _quiet_transformers, build_tiny_assets
+from starling_lib.models import build_tiny_assets, quiet_transformers
 from starling_lib.policy.rollout import RewardScorer
 from starling_lib.policy.study import compare_algorithms, evaluate_policy, sample_table
 from starling_lib.precision import runtime_dtype
@@ -19,7 +19,7 @@ from starling_lib.precision import runtime_dtype
 def assets(tmp_path_factory):
     preset = get_preset("smoke", ["policy.max_new_tokens=12"])
     paths = build_tiny_assets(preset, tmp_path_factory.mktemp("assets"))
-    with _quiet_transformers():
+    with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(paths["tokenizer"])
         policy = AutoModelForCausalLM.from_pretrained(paths["policy"])
         reward = AutoModelForSequenceClassification.from_pretrained(paths["reward"])

@@ -35,6 +35,8 @@ from typing import Callable, Iterable, Protocol
 
 import torch
 
+from starling_lib.rng import hash_seed
+
 # FastChat llm_judge/common.py `temperature_config`; other categories get 0.7 (its default).
 TEMPERATURE_BY_CATEGORY = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
                            "reasoning": 0.0, "stem": 0.1, "humanities": 0.1, "arena-hard-200": 0.0}
@@ -57,9 +59,9 @@ class HFChatGenerator:
 
     def __init__(self, model, tokenizer, *, max_new_tokens: int = 1024, max_prompt_length: int = 2048,
                  dtype: torch.dtype | None = None, name: str = "hf"):
-        from starling_lib.policy.pipeline import _with_pad
+        from starling_lib.policy.pipeline import with_pad_token
 
-        self.model, self.tokenizer = model.eval(), _with_pad(tokenizer)
+        self.model, self.tokenizer = model.eval(), with_pad_token(tokenizer)
         self.max_new_tokens, self.max_prompt_length, self.dtype, self.name = max_new_tokens, max_prompt_length, dtype, name
 
     @torch.no_grad()
@@ -108,8 +110,9 @@ def batch_plan(items: list, key: Callable, batch_size: int) -> list[list]:
 
 
 def batch_seed(seed: int, ids: Iterable) -> int:
-    digest = hashlib.sha256(f"{seed}:{','.join(map(str, ids))}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
+    """The sampling seed of one batch: 4 bytes of ``sha256("<seed>:<id>,<id>,...")`` (the layout the
+    committed demo answers were drawn with)."""
+    return hash_seed(seed, ",".join(map(str, ids)), sep=":", nbytes=4)
 
 
 def _answer_id(model_id: str, question_id, turns: list[str]) -> str:

@@ -76,7 +76,8 @@ def tuned_policies(preset: Preset, work_dir: str | Path | None = None, *, seed: 
     completed from its last checkpoint (no iteration is repeated).
     """
     from starling_lib.policy.pipeline import split_world
-    from starling_lib.policy.sft import load_sft, train_sft
+    from starling_lib.policy.pipeline import load_saved_policy
+    from starling_lib.policy.sft import train_sft
     from starling_lib.policy.train import train_policy
     from starling_lib.reward.data import tinyworld_examples
     from starling_lib.reward.train import load_trained, train_reward_model
@@ -99,7 +100,7 @@ def tuned_policies(preset: Preset, work_dir: str | Path | None = None, *, seed: 
         run_preset = copy.deepcopy(preset)
         run_preset.policy.algo, run_preset.runtime.seed = "apa", seed
         reward_model, reward_tokenizer = load_trained(rm_dir)
-        policy, tokenizer = load_sft(sft_dir)
+        policy, tokenizer = load_saved_policy(sft_dir)
         resumed = any(apa_dir.glob("checkpoint-*"))
         log(f"{'completing' if resumed else 'training'} the APA policy in {apa_dir}")
         train_policy(run_preset, [row["prompt"] for row in parts["rl"]], policy, tokenizer, reward_model,

@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from starling_lib.config import Preset
 from starling_lib.data.nectar import load_nectar
 from starling_lib.data.tinyworld import generate_world, gold_reward
-from starling_lib.models import _adopt_pad_token, _quiet_transformers, build_tiny_assets, load_causal_lm
+from starling_lib.models import adopt_pad_token, build_tiny_assets, load_causal_lm, quiet_transformers
 from starling_lib.paths import runs_dir, saved_model_dir
 from starling_lib.reward.data import distinct_prompts, load_examples
 
@@ -28,9 +28,9 @@ def load_saved_policy(path: str | Path):
     path = saved_model_dir(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: no saved policy here (config.json missing)")
-    with _quiet_transformers():
+    with quiet_transformers():
         model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-    _adopt_pad_token(model, _with_pad(tokenizer))
+    adopt_pad_token(model, with_pad_token(tokenizer))
     return model, tokenizer
 
 
@@ -42,19 +42,20 @@ def load_policy(preset: Preset, path: str | Path | None = None):
     whichever way the policy came: rollouts pad prompts with it."""
     if path is not None:
         return load_saved_policy(path)
-    with _quiet_transformers():
+    with quiet_transformers():
         if preset.policy_model.name_or_path:
             tokenizer = AutoTokenizer.from_pretrained(preset.policy_model.name_or_path)
             tokenizer.padding_side = "left"
-            model = load_causal_lm(preset.policy_model, _with_pad(tokenizer))
+            model = load_causal_lm(preset.policy_model, with_pad_token(tokenizer))
         else:
             paths = build_tiny_assets(preset, runs_dir() / "assets" / preset.name)
             model, tokenizer = AutoModelForCausalLM.from_pretrained(paths["policy"]), AutoTokenizer.from_pretrained(paths["tokenizer"])
-    _adopt_pad_token(model, _with_pad(tokenizer))
+    adopt_pad_token(model, with_pad_token(tokenizer))
     return model, tokenizer
 
 
-def _with_pad(tokenizer):
+def with_pad_token(tokenizer):
+    """``tokenizer`` with a pad token: its own, else ``unk``, else ``eos`` (rollouts and batches pad with it)."""
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     return tokenizer

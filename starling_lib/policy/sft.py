@@ -10,8 +10,9 @@ tokenizer's chat template with the generation prompt (OpenChat: ``"<s>GPT4 Corre
 <|end_of_turn|>GPT4 Correct Assistant:"``), and only the tokens after it, the answer and the
 closing ``<|end_of_turn|>`` (the eos), are trained, so the policy learns to answer and to stop.
 
-Outputs under ``output_dir``: ``final/`` (model + tokenizer, :func:`load_sft`), ``log.jsonl`` (one
-JSON object per logging step) and ``metrics.json``.
+Outputs under ``output_dir``: ``final/`` (model + tokenizer; read it back with
+:func:`~starling_lib.policy.pipeline.load_saved_policy`), ``log.jsonl`` (one JSON object per logging
+step) and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from trl import SFTConfig, SFTTrainer
 
 from starling_lib.config import Preset
 from starling_lib.data.chat import prompt_to_messages
-from starling_lib.models import _quiet_transformers, resolve_device
+from starling_lib.models import quiet_transformers, resolve_device
 from starling_lib.paths import runs_dir
 from starling_lib.precision import resolve_precision, trainer_precision_args
 from starling_lib.policy.pipeline import load_policy
@@ -98,11 +99,11 @@ def build_sft_trainer(preset: Preset, examples: list[dict], output_dir: Path, mo
 
 @contextlib.contextmanager
 def _quiet():
-    """:func:`_quiet_transformers`, and no ``datasets`` progress bars (SFTTrainer tokenizes with ``map``)."""
+    """:func:`quiet_transformers`, and no ``datasets`` progress bars (SFTTrainer tokenizes with ``map``)."""
     was_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             yield
     finally:
         if was_enabled:
@@ -160,11 +161,6 @@ def _plain_forward(model):
     vars(model).pop("forward", None)
     vars(model).pop("_original_forward", None)
     return model
-
-
-def load_sft(output_dir: str | Path):
-    """(model, tokenizer) saved by :func:`train_sft` (``output_dir`` or its ``final/``)."""
-    return load_policy(None, output_dir)
 
 
 @torch.no_grad()

@@ -37,9 +37,9 @@ from transformers.trainer_utils import get_last_checkpoint
 from starling_lib.config import Preset, RewardConfig
 from starling_lib.data.chat import LLAMA2_TEMPLATE
 from starling_lib.losses import LOSS_TYPES, ranking_loss
-from starling_lib.models import (_quiet_transformers, build_tiny_assets, load_reward_model, minilm_reward_model,
+from starling_lib.models import (build_tiny_assets, load_reward_model, minilm_reward_model, quiet_transformers,
                                  resolve_device, tiny_causal_lm)
-from starling_lib.paths import runs_dir
+from starling_lib.paths import runs_dir, saved_model_dir
 from starling_lib.precision import autocast_context, resolve_precision, runtime_dtype, trainer_precision_args
 from starling_lib.reward.collate import ListwiseCollator, scatter_rewards
 from starling_lib.reward.metrics import ranking_metrics
@@ -72,7 +72,7 @@ def build_backbone(preset: Preset, backbone: str | None = None):
         tokenizer = _pretrained_tokenizer(preset.reward_model.name_or_path)
         return load_reward_model(preset.reward_model, tokenizer, seed=seed), tokenizer
     paths = build_tiny_assets(preset, runs_dir() / "assets" / preset.name)
-    with _quiet_transformers():
+    with quiet_transformers():
         return AutoModelForSequenceClassification.from_pretrained(paths["reward"]), AutoTokenizer.from_pretrained(
             paths["tokenizer"])
 
@@ -211,7 +211,7 @@ def train_reward_model(preset: Preset, train_examples: list[dict], eval_examples
     if quiet:
         trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
-    with _quiet_transformers() if quiet else contextlib.nullcontext():
+    with quiet_transformers() if quiet else contextlib.nullcontext():
         trainer.train(resume_from_checkpoint=checkpoint)
     train_seconds = time.perf_counter() - started
     model = trainer.model
@@ -224,7 +224,7 @@ def train_reward_model(preset: Preset, train_examples: list[dict], eval_examples
             f.write(json.dumps({"event": "eval", "step": trainer.state.global_step, **_jsonable(metrics)}) + "\n")
         (output_dir / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2) + "\n")
         if save_final:
-            with _quiet_transformers() if quiet else contextlib.nullcontext():
+            with quiet_transformers() if quiet else contextlib.nullcontext():
                 trainer.save_model(str(output_dir / "final"))
             if not isinstance(model, transformers.PreTrainedModel):
                 from starling_lib.reward.starling_rm import StarlingRewardModel, save_starling_rm
@@ -296,12 +296,10 @@ def evaluate_reward_model(model, tokenizer, examples: list[dict], preset: Preset
 
 def load_trained(model_dir: str | Path):
     """(model, tokenizer) saved by :func:`train_reward_model` (its ``final/`` or a checkpoint folder)."""
-    model_dir = Path(model_dir)
-    if (model_dir / "final").is_dir():
-        model_dir = model_dir / "final"
+    model_dir = saved_model_dir(model_dir)
     if not (model_dir / "config.json").is_file() and not any(model_dir.glob("*.bin")):
         raise FileNotFoundError(f"{model_dir}: no saved reward model (config.json / weights) here")
-    with _quiet_transformers():
+    with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         if (model_dir / "starling_rm.json").is_file():
             from starling_lib.reward.starling_rm import load_saved_starling_rm
