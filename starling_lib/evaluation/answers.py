@@ -87,7 +87,7 @@ class ServerChatGenerator:
         self.last_report = None
 
     def generate(self, conversations: list[list[dict]], temperature: float, seed: int = 0) -> list[str | None]:
-        from starling_lib.judge.client import JudgeRequest
+        from starling_lib.judge.records import JudgeRequest
 
         # The seed goes into the request: servers that honour it sample reproducibly, and two turns
         # with the same text but different plans are not confused in the cache.

@@ -5,6 +5,7 @@
 - :mod:`~starling_lib.judge.parse`: :func:`parse_ranking` reads a ranking out of a judge's reply.
 - :mod:`~starling_lib.judge.client`: :class:`JudgeClient` sends many chat requests concurrently
   with retries, a persistent answer cache, validation of answers, and usage / cost accounting.
+- :mod:`~starling_lib.judge.records`: :class:`JudgeRequest`, :class:`JudgeResult`, the run report, prices.
 - :mod:`~starling_lib.judge.cache`: the SQLite answer cache a killed run resumes from.
 - :mod:`~starling_lib.judge.simulated`: an offline judge with a position-bias profile per strategy.
 - :mod:`~starling_lib.judge.rank`: prompts → judge → parsed rankings, for many rows.
@@ -18,8 +19,8 @@ import ``openai``.
 """
 
 _CLIENT_NAMES = {
-    "DEFAULT_PRICES": "client", "JudgeClient": "client", "JudgeRequest": "client", "JudgeResult": "client",
-    "JudgeRunReport": "client", "estimate_cost": "client", "JudgeCache": "cache", "request_key": "cache",
+    "DEFAULT_PRICES": "records", "JudgeClient": "client", "JudgeRequest": "records", "JudgeResult": "records",
+    "JudgeRunReport": "records", "estimate_cost": "records", "JudgeCache": "cache", "request_key": "cache",
 }
 
 __all__ = sorted(_CLIENT_NAMES)

@@ -5,8 +5,8 @@
 1. :func:`~starling_lib.judge.prompts.build_ranking_request` shuffles each row's answers
    (recording the permutation) and writes the strategy's prompt;
 2. the judge answers: a :class:`~starling_lib.judge.simulated.SimulatedJudge` in-process, or a
-   :class:`~starling_lib.judge.client.JudgeClient` (the local fake server or any real endpoint,
-   with its cache, retries and cost accounting);
+   :class:`~starling_lib.judge.client.JudgeClient` (the local server with a simulated judge, or
+   any real endpoint, with its cache, retries and cost accounting);
 3. :func:`~starling_lib.judge.parse.parse_ranking` reads the ranking; rows whose text cannot be
    parsed or whose request failed are kept with their status and reason, never dropped.
 """
@@ -113,7 +113,7 @@ def rank_rows(rows, strategy: str, judge, *, seed: int = 0, shuffle: bool = True
     requests = build_requests(rows, strategy, seed=seed, shuffle=shuffle, static_tiebreak=static_tiebreak,
                               system_prompt_text=system_prompt_text)
     if hasattr(judge, "run"):
-        from .client import JudgeRequest
+        from .records import JudgeRequest
 
         report = judge.run([JudgeRequest(id=f"{strategy}/{r.id}", messages=r.messages) for r in requests],
                            desc=desc or strategy)

@@ -2,7 +2,7 @@
 
 What it is for: the paper reports Starling-7B on AlpacaEval; this module reproduces the published
 leaderboard numbers from the published annotations, and produces new annotations with our own
-judge client (any OpenAI-compatible endpoint, or the simulated judge behind the fake server).
+judge client (any OpenAI-compatible endpoint, or a simulated judge behind the local server).
 
 Conventions (those of ``tatsu-lab/alpaca_eval``):
 

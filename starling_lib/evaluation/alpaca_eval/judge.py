@@ -11,7 +11,7 @@ import math
 import re
 from typing import TYPE_CHECKING, Sequence
 
-from starling_lib.judge.client import JudgeRequest
+from starling_lib.judge.records import JudgeRequest
 from starling_lib.rng import hash_seed
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import Iterable
 
 from starling_lib.evaluation.answers import ERROR_ANSWER
 from starling_lib.evaluation.mt_bench.files import JudgePrompt, Question
-from starling_lib.judge.client import JudgeRequest
+from starling_lib.judge.records import JudgeRequest
 
 NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")  # FastChat common.py
 JUDGE_PARAMS = {"temperature": 0, "max_tokens": 2048}  # FastChat chat_completion_openai call
