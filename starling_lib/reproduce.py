@@ -22,7 +22,11 @@ from typing import Callable, Iterable
 
 from . import paths
 
+# The project's kernel: the notebooks' kernelspec names it, `make install` registers it in the venv
+# (`ipykernel install --sys-prefix`, for JupyterLab), and reproduce() writes its own copy pointing at
+# the running interpreter (below). tests/test_packaging.py keeps the three in step.
 KERNEL_NAME = "starling-python3"
+KERNEL_DISPLAY_NAME = "Python 3 (starling)"
 _NUMBERED = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.ipynb$")
 
 
@@ -159,6 +163,6 @@ def _write_kernelspec(base: Path) -> str:
     folder = base / ".jupyter" / "kernels" / KERNEL_NAME
     folder.mkdir(parents=True, exist_ok=True)
     spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "Python 3 (starling)", "language": "python"}
+            "display_name": KERNEL_DISPLAY_NAME, "language": "python"}
     (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
     return str(base / ".jupyter")

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from starling_lib.paths import NOTEBOOKS, ROOT
-from starling_lib.reproduce import numbered_notebooks
+from starling_lib.reproduce import KERNEL_DISPLAY_NAME, KERNEL_NAME, numbered_notebooks
 
 NOTEBOOK_PARAMETERS = ("preset", "seed", "figures_dir", "shared_data_dir", "overrides")
 
@@ -45,9 +45,32 @@ def test_ci_runs_make_test_and_nothing_else():
     assert commands == ["make test"]
 
 
+def test_install_registers_the_notebooks_kernel_in_the_venv():
+    make = (ROOT / "Makefile").read_text()
+    install = re.search(r"ipykernel install --sys-prefix --name (\S+) --display-name \"([^\"]+)\"", make)
+    assert install, "make install must register the project's kernel in the venv"
+    assert install.groups() == (KERNEL_NAME, KERNEL_DISPLAY_NAME)
+
+
+def test_make_lab_serves_the_notebooks_on_localhost():
+    """The command `make lab` runs, as make resolves it here (-n: print only; -o install: skip the install)."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    out = subprocess.run(["make", "-s", "-n", "-o", "install", "lab"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[:2] == [".venv/bin/jupyter", "lab"]
+    assert "--ServerApp.root_dir=notebooks" in out and "--ip=127.0.0.1" in out
+    assert ("--allow-root" in out) == (os.getuid() == 0)  # only where make runs as root
+
+
 def test_readme_gives_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     assert "make reproduce" in readme and "make test" in readme
+    assert "make lab" in readme and "runs/<preset>/" in readme
 
 
 def test_there_are_numbered_notebooks():
@@ -57,7 +80,9 @@ def test_there_are_numbered_notebooks():
 @pytest.mark.parametrize("notebook", numbered_notebooks(), ids=lambda p: p.name)
 def test_notebook_is_stored_clean(notebook: Path):
     nb = json.loads(notebook.read_text())
-    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    # JupyterLab opens the notebook on the project's kernel, the one `make install` registers.
+    assert nb["metadata"]["kernelspec"] == {"display_name": KERNEL_DISPLAY_NAME, "language": "python",
+                                            "name": KERNEL_NAME}
     cells = nb["cells"]
     code = [c for c in cells if c["cell_type"] == "code"]
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "stored with outputs"
