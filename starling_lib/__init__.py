@@ -5,7 +5,7 @@ imports from its own package and from lower layers, never from a higher layer or
 package of its own layer, and no modules import each other in a circle (``tests/test_layering.py``
 reads this table and checks every import in the package, the lazy ones inside functions included):
 
-    layer 0: starling_lib, paths, rng
+    layer 0: starling_lib, paths, rng, progress
     layer 1: config, precision
     layer 2: data, losses
     layer 3: models, judge

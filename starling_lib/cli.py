@@ -155,7 +155,8 @@ def cmd_rm_train(args) -> int:
     out = args.out or runs_dir() / "rm" / f"{preset.name}-{preset.reward.loss_type}"
     print(f"rm train: {len(train)} train / {len(held_out)} eval rankings, loss {preset.reward.loss_type}, "
           f"backbone {preset.reward.backbone}, out {out}", file=sys.stderr)
-    run = train_reward_model(preset, train, held_out, out, resume=args.resume, quiet=args.json)
+    run = train_reward_model(preset, train, held_out, out, resume=args.resume, quiet=args.json,
+                             progress=False if args.json else None)
     _write_preset(run.output_dir, preset)
     summary = {"output_dir": str(run.output_dir), "log": str(run.log_path), **run.metrics}
     _print_metrics(summary, args.json)
@@ -205,7 +206,7 @@ def cmd_sft_train(args) -> int:
     out = args.out or runs_dir() / "sft" / preset.name
     print(f"sft train: {min(len(rows), preset.sft.n_prompts)} prompts ({preset.sft.answers} answers), out {out}",
           file=sys.stderr)
-    run = train_sft(preset, rows, out, quiet=args.json)
+    run = train_sft(preset, rows, out, quiet=args.json, progress=False if args.json else None)
     _write_preset(run.output_dir, preset)
     _print_metrics({"output_dir": str(run.output_dir), "log": str(run.log_path), **run.metrics}, args.json)
     return EXIT_OK
@@ -229,14 +230,9 @@ def cmd_apa_train(args) -> int:
           f"{preset.policy.prompts_per_iteration} responses, policy {args.policy or preset.policy_model.name_or_path or 'tiny (untrained)'}, "
           f"reward model {args.reward_model}, out {out}", file=sys.stderr)
 
-    def progress(iteration, record):
-        if not args.json:
-            shown = ("proxy_reward", "gold_reward", "kl", "response_length", "iteration_s")
-            print(f"  iteration {iteration}: " + " ".join(f"{k}={record[k]:.3f}" for k in shown if k in record),
-                  file=sys.stderr)
-
+    # A progress bar per iteration (proxy / gold reward, KL) on stderr; none under --json.
     run = train_policy(preset, prompts, policy, tokenizer, reward_model, reward_tokenizer, out, gold_fn=gold_fn,
-                       resume=args.resume, start_model=str(args.policy or ""), on_iteration=progress)
+                       resume=args.resume, start_model=str(args.policy or ""), progress=False if args.json else None)
     _write_preset(run.output_dir, preset)
     _print_metrics({"output_dir": str(run.output_dir), "log": str(run.log_path), **run.metrics}, args.json)
     return EXIT_OK

@@ -10,6 +10,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# No progress bars in test output (notebook kernels started by tests inherit this too).
+os.environ.setdefault("STARLING_PROGRESS", "0")
 
 import pytest  # noqa: E402
 

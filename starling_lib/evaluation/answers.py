@@ -35,6 +35,7 @@ from typing import Callable, Iterable, Protocol
 
 import torch
 
+from starling_lib.progress import progress_bar
 from starling_lib.rng import hash_seed
 
 # FastChat llm_judge/common.py `temperature_config`; other categories get 0.7 (its default).
@@ -161,11 +162,14 @@ ERROR_ANSWER = "$ERROR$"  # FastChat's marker for an API failure
 
 def generate_mt_bench_answers(questions: list, generator: ChatGenerator, model_id: str, answer_dir: str | Path, *,
                               batch_size: int = 16, seed: int = 0, turns: int | None = None,
-                              progress: Callable[[str], None] | None = None) -> GenerationReport:
+                              progress: Callable[[str], None] | None = None,
+                              show_bar: bool | None = None) -> GenerationReport:
     """Answer every question's turns, each later turn after the model's own earlier answers.
 
     ``questions``: objects or dicts with ``question_id``, ``category``, ``turns``. Writes
     ``<answer_dir>/<model_id>.jsonl`` (FastChat's ``model_answer`` folder), resuming from it.
+    ``progress`` gets a line per batch; ``show_bar`` a progress bar over questions (``None``:
+    :func:`starling_lib.progress.progress_enabled`).
     """
     start = time.perf_counter()
     rows = [q if isinstance(q, dict) else q.__dict__ for q in questions]
@@ -174,8 +178,10 @@ def generate_mt_bench_answers(questions: list, generator: ChatGenerator, model_i
     n_generated = n_failed = 0
     failed_ids = []
     plan = batch_plan(rows, lambda q: category_temperature(q["category"]), batch_size)
+    bar = progress_bar(total=len(rows), desc=f"{model_id} answers", unit="q", progress=show_bar)
     for b, batch in enumerate(plan):
         if all(q["question_id"] in done for q in batch):
+            bar.update(len(batch))
             continue
         temperature = category_temperature(batch[0]["category"])
         n_turns = turns or max(len(q["turns"]) for q in batch)
@@ -199,18 +205,21 @@ def generate_mt_bench_answers(questions: list, generator: ChatGenerator, model_i
                    for q, a in zip(batch, answers) if q["question_id"] not in done]
         _append_jsonl(path, records)
         n_generated += len(records)
+        bar.update(len(batch))
         if progress:
             progress(f"{model_id}: batch {b + 1}/{len(plan)} ({len(records)} questions, T={temperature:g})")
+    bar.close()
     return GenerationReport(str(path), len(rows), n_generated, len(rows) - n_generated, n_failed,
                             sorted(set(failed_ids)), round(time.perf_counter() - start, 3))
 
 
 def generate_alpaca_outputs(instructions: list[dict], generator: ChatGenerator, generator_name: str,
-                            path: str | Path, *, batch_size: int = 16, seed: int = 0, temperature: float = 0.0
-                            ) -> tuple[list[dict], GenerationReport]:
+                            path: str | Path, *, batch_size: int = 16, seed: int = 0, temperature: float = 0.0,
+                            show_bar: bool | None = None) -> tuple[list[dict], GenerationReport]:
     """AlpacaEval outputs ``[{instruction, output, generator, dataset}]`` for ``instructions`` (dicts
     with ``instruction`` and optional ``dataset``), written to ``path`` (JSON). While it runs, finished
-    batches sit in ``<path>.partial.jsonl``; a restarted run continues from there."""
+    batches sit in ``<path>.partial.jsonl``; a restarted run continues from there. ``show_bar``: a
+    progress bar over instructions (``None``: :func:`starling_lib.progress.progress_enabled`)."""
     start = time.perf_counter()
     path = Path(path)
     partial = path.with_name(path.name + ".partial.jsonl")
@@ -231,8 +240,10 @@ def generate_alpaca_outputs(instructions: list[dict], generator: ChatGenerator, 
             continue
     n_generated = n_failed = 0
     failed = []
+    bar = progress_bar(total=len(rows), desc=f"{generator_name} outputs", unit="instr", progress=show_bar)
     for batch in batch_plan(rows, lambda r: temperature, batch_size):
         if all(r["instruction"] in seen for r in batch):
+            bar.update(len(batch))
             continue
         replies = generator.generate([[{"role": "user", "content": r["instruction"]}] for r in batch], temperature,
                                      seed=batch_seed(seed, [r["instruction"] for r in batch]))
@@ -247,6 +258,8 @@ def generate_alpaca_outputs(instructions: list[dict], generator: ChatGenerator, 
         _append_jsonl(partial, records)
         seen.update({rec["instruction"]: rec for rec in records})
         n_generated += len(records)
+        bar.update(len(batch))
+    bar.close()
     outputs = [seen[r["instruction"]] for r in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

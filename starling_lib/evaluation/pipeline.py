@@ -97,7 +97,7 @@ def mt_bench_generate(preset: Preset, model_id: str, *, model: str | None = None
             generator = ServerChatGenerator(client, max_tokens=max_new_tokens, name=model_id)
         report = generate_mt_bench_answers(bench.questions, generator, model_id, answer_dir,
                                            batch_size=batch_size or preset.eval.batch_size, seed=preset.runtime.seed,
-                                           progress=None if quiet else log)
+                                           progress=None if quiet else log, show_bar=False if quiet else None)
     return dataclasses.asdict(report)
 
 

@@ -34,6 +34,7 @@ from starling_lib.data.chat import prompt_to_messages
 from starling_lib.models import quiet_transformers, resolve_device
 from starling_lib.paths import runs_dir
 from starling_lib.precision import resolve_precision, trainer_precision_args
+from starling_lib.progress import progress_enabled
 from starling_lib.policy.pipeline import load_policy
 from starling_lib.reward.train import JsonlLogCallback, RewardRun
 
@@ -116,11 +117,13 @@ class SftRun(RewardRun):
 
 
 def train_sft(preset: Preset, rows: list[dict], output_dir: str | Path | None = None, *, model=None, tokenizer=None,
-              quiet: bool = True, **training_overrides) -> SftRun:
+              quiet: bool = True, progress: bool | None = None, **training_overrides) -> SftRun:
     """Fine-tune the policy on the answers of ``rows`` (Nectar format) with ``preset.sft``.
 
     Uses the first ``preset.sft.n_prompts`` rows, ``preset.sft.answers`` of each. ``model`` and
-    ``tokenizer`` default to :func:`load_policy`. Extra keyword arguments override ``SFTConfig`` fields.
+    ``tokenizer`` default to :func:`load_policy`. ``progress``: the Trainer's progress bar (steps,
+    loss; ``None``: :func:`starling_lib.progress.progress_enabled`). Extra keyword arguments override
+    ``SFTConfig`` fields.
     """
     cfg = preset.sft
     output_dir = Path(output_dir) if output_dir is not None else runs_dir() / "sft" / preset.name
@@ -132,7 +135,8 @@ def train_sft(preset: Preset, rows: list[dict], output_dir: str | Path | None = 
     log_path.unlink(missing_ok=True)
     with _quiet() if quiet else contextlib.nullcontext():
         trainer = build_sft_trainer(preset, examples, output_dir, model, tokenizer,
-                                    callbacks=[JsonlLogCallback(log_path, {"stage": "sft"})], **training_overrides)
+                                    callbacks=[JsonlLogCallback(log_path, {"stage": "sft"})],
+                                    **{"disable_tqdm": not progress_enabled(progress), **training_overrides})
         if quiet:
             trainer.remove_callback(PrinterCallback)
         started = time.perf_counter()

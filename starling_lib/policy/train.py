@@ -53,6 +53,7 @@ from starling_lib.losses import (POLICY_ALGOS, apa_loss, awr_loss, gae_advantage
                                  masked_whiten, ppo_loss, value_loss)
 from starling_lib.models import resolve_device
 from starling_lib.precision import autocast_context, resolve_precision
+from starling_lib.progress import progress_bar
 from starling_lib.policy.models import (ActorCritic, add_lora, freeze_all_but_last, frozen_reference, is_lora,
                                         reference_context)
 from starling_lib.policy.rollout import (Rollout, RewardScorer, RunningMoments, decode_responses, encode_prompts,
@@ -331,12 +332,14 @@ class PolicyRun:
 def train_policy(preset: Preset, prompts: list, policy, tokenizer, reward_model, reward_tokenizer,
                  output_dir: str | Path, *, gold_fn: Callable | None = None, resume: bool = False,
                  start_model: str = "", on_iteration: Callable[[int, dict], None] | None = None,
-                 save_final: bool = True) -> PolicyRun:
+                 save_final: bool = True, progress: bool | None = None) -> PolicyRun:
     """Tune ``policy`` on ``prompts`` against ``reward_model`` with ``preset.policy`` (see module docstring).
 
     ``prompts``: Nectar prompt strings or message lists. ``gold_fn(prompt, text)`` adds the gold
     reward to the log. ``start_model`` names where ``policy`` came from: a resumed run checks that it
     matches the checkpoint's. ``on_iteration(i, record)`` is called after each logged iteration.
+    ``progress``: a bar over iterations with proxy / gold reward and KL (``None``:
+    :func:`starling_lib.progress.progress_enabled`; only the first process shows one).
     Writes ``log.jsonl`` (one record per iteration), ``checkpoint-<i>/`` and ``final/``.
     """
     cfg = preset.policy
@@ -377,6 +380,8 @@ def train_policy(preset: Preset, prompts: list, policy, tokenizer, reward_model,
 
     seed = preset.runtime.seed
     started = time.perf_counter()
+    bar = progress_bar(total=cfg.iterations, initial=start, desc=f"{cfg.algo} iterations", unit="it",
+                       progress=progress if rank == 0 else False)
     for iteration in range(start, cfg.iterations):
         t_iter = time.perf_counter()
         chosen = iteration_prompts(len(prompts), cfg.prompts_per_iteration, seed, iteration)[rank::world]
@@ -404,6 +409,10 @@ def train_policy(preset: Preset, prompts: list, policy, tokenizer, reward_model,
                 save_checkpoint(output_dir / f"checkpoint-{iteration + 1}", model, optimizer, moments, iteration + 1, meta)
         if on_iteration is not None:
             on_iteration(iteration, record)
+        bar.set_postfix({k.removesuffix("_reward"): f"{record[k]:.3f}" for k in ("proxy_reward", "gold_reward", "kl")
+                         if k in record}, refresh=False)
+        bar.update(1)
+    bar.close()
     train_seconds = time.perf_counter() - started
 
     history = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.is_file() else []

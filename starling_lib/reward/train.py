@@ -41,6 +41,7 @@ from starling_lib.models import (build_tiny_assets, load_reward_model, minilm_re
                                  resolve_device, tiny_causal_lm)
 from starling_lib.paths import runs_dir, saved_model_dir
 from starling_lib.precision import autocast_context, resolve_precision, runtime_dtype, trainer_precision_args
+from starling_lib.progress import progress_enabled
 from starling_lib.reward.collate import ListwiseCollator, scatter_rewards
 from starling_lib.reward.metrics import ranking_metrics
 
@@ -179,19 +180,21 @@ class RewardRun:
 def train_reward_model(preset: Preset, train_examples: list[dict], eval_examples: list[dict] | None = None,
                        output_dir: str | Path | None = None, *, model=None, tokenizer=None, resume: bool = False,
                        callbacks: list | None = None, save_final: bool = True, quiet: bool = True,
-                       **training_overrides) -> RewardRun:
+                       progress: bool | None = None, **training_overrides) -> RewardRun:
     """Train a reward model on listwise examples with ``preset.reward`` and evaluate it.
 
     ``model``/``tokenizer`` default to :func:`build_backbone`. ``resume=True`` continues from the
     latest ``checkpoint-*`` in ``output_dir`` (a fresh run when there is none). ``quiet`` keeps
-    the Trainer's own printing and progress bars off (the log file has everything). Extra keyword
-    arguments override ``TrainingArguments`` fields.
+    the Trainer's own printing off (the log file has everything); ``progress`` shows the Trainer's
+    progress bar (steps, loss; :func:`starling_lib.progress.progress_enabled` decides ``None``). Extra
+    keyword arguments override ``TrainingArguments`` fields.
     """
     cfg = preset.reward
     output_dir = Path(output_dir) if output_dir is not None else runs_dir() / "rm" / f"{preset.name}-{cfg.loss_type}"
     output_dir.mkdir(parents=True, exist_ok=True)
     # Arguments first: under DeepSpeed ZeRO-3 / FSDP they decide how a large trunk is loaded.
-    args = training_arguments(cfg, output_dir, preset, **training_overrides)
+    args = training_arguments(cfg, output_dir, preset,
+                              **{"disable_tqdm": not progress_enabled(progress), **training_overrides})
     if model is None or tokenizer is None:
         model, tokenizer = build_backbone(preset)
     if not isinstance(model, transformers.PreTrainedModel) and "ddp_find_unused_parameters" not in training_overrides:
