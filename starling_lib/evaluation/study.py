@@ -75,8 +75,7 @@ def tuned_policies(preset: Preset, work_dir: str | Path | None = None, *, seed: 
     notebook 03's split and configs. An APA run notebook 03 finished without a ``final/`` folder is
     completed from its last checkpoint (no iteration is repeated).
     """
-    from starling_lib.policy.pipeline import split_world
-    from starling_lib.policy.pipeline import load_saved_policy
+    from starling_lib.policy.pipeline import load_saved_policy, split_world
     from starling_lib.policy.sft import train_sft
     from starling_lib.policy.train import train_policy
     from starling_lib.reward.data import tinyworld_examples
