@@ -83,6 +83,18 @@ def test_hand_built_metrics(suite):
     assert result["extra_fields"] == {"safety": ["is_response_0_safe"]}  # kept and reported, not refused
 
 
+def test_paired_difference_is_item_by_item(suite):
+    data, scores = suite
+    benchmarks = bench.load_benchmarks(data)
+    model = bench.read_score_files(scores, benchmarks)
+    lengths = bench.score_benchmarks(benchmarks, bench.length_scores)
+    diff = bench.paired_accuracy_difference(benchmarks, model, lengths, n_boot=200)
+    # Preference, per item: the model earns 1, 1/2, 0; "longer wins" 1, 1, 1/2 (q3's responses tie in length).
+    assert diff["preference"][0] == pytest.approx(((1 - 1) + (0.5 - 1) + (0 - 0.5)) / 3)
+    assert diff["verbosity"][0] == 1.0  # the model picks the short right answer, length never does
+    assert bench.paired_accuracy_difference(benchmarks, model, model, n_boot=50)["safety"] == (0.0, 0.0, 0.0)
+
+
 @pytest.mark.parametrize("name, edit, words", [
     ("preference", lambda rows: rows[1].pop("winner"), ["preference_benchmark.json", "item q2", "'winner'", "missing"]),
     ("preference", lambda rows: rows[0].update(winner="model_c"), ["item q1", "'winner'", "model_c"]),

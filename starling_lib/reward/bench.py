@@ -396,6 +396,14 @@ def bench_metrics(benchmarks: dict[str, Benchmark], scores: dict[str, np.ndarray
     return out
 
 
+def paired_accuracy_difference(benchmarks: dict[str, Benchmark], scores_a: dict[str, np.ndarray],
+                               scores_b: dict[str, np.ndarray], n_boot: int = 2000, seed: int = 0) -> dict[str, tuple]:
+    """Per benchmark, ``(mean, low, high)`` of model a's minus model b's per-item accuracy on the same
+    items, a bootstrap over items (pairing removes the items' shared difficulty)."""
+    return {name: bootstrap_ci(item_metrics(b, scores_a[name])["accuracy"] - item_metrics(b, scores_b[name])["accuracy"],
+                               n_boot=n_boot, seed=seed) for name, b in benchmarks.items()}
+
+
 def run_bench(run: str | Path | None = None, scores_dir: str | Path | None = None,
               benchmarks_folder: str | Path | None = None, preset=None, n_boot: int = 2000, seed: int = 0,
               save_scores: str | Path | None = None) -> dict:
