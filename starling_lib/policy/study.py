@@ -125,3 +125,39 @@ def sample_table(evals: pd.DataFrame, algos: list[str], n_rows: int = 6, seed: i
                 row[algo] = f"[{hit['gold'].iloc[0]:+.2f}] {text[:width]}"
         table.append(row)
     return pd.DataFrame(table)
+
+
+# ----------------------------------------------------------------------------------------------
+# The verdict: numbers per algorithm, and the claims notebook 03 makes from them
+
+def gains_over_start(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the SFT start's rows indexed by evaluation seed, the tuned runs with ``gold_gain`` and
+    ``proxy_gain`` over the start, paired by evaluation seed)."""
+    start = summary[summary.algo == "sft"].set_index("seed")
+    gains = summary[summary.algo != "sft"].copy()
+    for col in ("gold", "proxy"):
+        gains[f"{col}_gain"] = gains[col].to_numpy() - start.loc[gains.seed, col].to_numpy()
+    return start, gains
+
+
+def algorithm_verdict(gains: pd.DataFrame, logs: pd.DataFrame, iterations: int) -> dict[str, dict]:
+    """Per algorithm: mean gold gain with its seed sd and minimum, proxy gain, KL, gold gain per
+    unit KL, steadiness (batch-to-batch gold jump in the second half, value loss in the first half,
+    training-batch KL peak: of the mean over seeds, of any batch, and each seed's own), length."""
+    verdict = {}
+    for algo, part in gains.groupby("algo", sort=False):
+        g = part.gold_gain.to_numpy()
+        runs = logs[logs.algo == algo]
+        second_half = runs[runs.iteration >= iterations // 2]
+        verdict[algo] = {
+            "gold_gain_mean": float(g.mean()), "gold_gain_seed_sd": float(g.std(ddof=1)) if len(g) > 1 else float("nan"),
+            "gold_gain_min": float(g.min()), "proxy_gain_mean": float(part.proxy_gain.mean()),
+            "kl_mean": float(part.kl.mean()), "gold_per_kl": float(g.mean() / max(part.kl.mean(), 1e-9)),
+            "gold_step_jitter": float(second_half.sort_values("iteration").groupby("seed").gold_reward.diff().abs().mean()),
+            "value_loss_first_half": float(runs[runs.iteration < iterations // 2].value_loss.mean()),
+            "kl_peak_mean_over_seeds": float(runs.groupby("iteration").kl.mean().max()),
+            "kl_peak_any_batch": float(runs.kl.max()),
+            "kl_peak_per_seed": [float(v) for v in runs.groupby("seed").kl.max()],
+            "length_mean": float(part.length.mean()),
+        }
+    return verdict
