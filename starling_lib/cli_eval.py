@@ -5,6 +5,7 @@
     starling mt-bench score JUDGMENTS.jsonl [--json]
     starling alpaca-eval judge OUTPUTS.json --reference REFERENCE.json [--style weighted|ranking] [--simulated]
     starling alpaca-eval score ANNOTATIONS.json [--instruction-difficulty CSV] [--json]
+    starling alpaca-eval lc --weights CSV --preferences CSV.GZ --leaderboard CSV [--json]
 
 Each command is one library call (:mod:`starling_lib.evaluation.pipeline`, or a scorer) and a
 printout. Judge commands talk to any OpenAI-compatible endpoint (``--base-url``, else
@@ -63,12 +64,14 @@ def _pairwise_table(rates: dict) -> list[str]:
 
 
 def _alpaca_score_lines(s: dict) -> list[str]:
+    from .evaluation.alpaca_eval import LC_FIELDS
+
     return [f"win rate              {_fmt(s['win_rate'], '.2f')} (standard error {_fmt(s['standard_error'], '.2f')})",
             f"wins / losses / draws {s['n_wins']} / {s['n_wins_base']} / {s['n_draws']} of {s['n_total']}"
             + (f" ({s['n_dropped']} without a valid preference dropped)" if s["n_dropped"] else ""),
             f"discrete win rate     {_fmt(s['discrete_win_rate'], '.2f')}",
             f"avg length            {s['avg_length']}",
-            f"LC win rate           {_fmt(s['length_controlled_winrate'], '.2f')} ({s['lc_variant']})"]
+            f"LC refit (not the published LC) {_fmt(s[LC_FIELDS[s['lc_variant']]], '.2f')} ({s['lc_variant']})"]
 
 
 # ---------------------------------------------------------------------------------------- commands
@@ -152,6 +155,29 @@ def cmd_alpaca_score(args) -> int:
     return EXIT_OK
 
 
+def cmd_alpaca_lc(args) -> int:
+    from .evaluation.alpaca_eval import lc_from_weights
+
+    report = lc_from_weights(args.weights, args.preferences, args.leaderboard, ridge=args.ridge)
+    if args.json:
+        print_json(report)
+        return EXIT_OK
+    print(f"{report['method']}; ridge {report['ridge']:g} ({report['ridge_chosen_by']})")
+    print("error of lc_winrate_estimated against the published length_controlled_winrate (points):")
+    for part, e in report["errors"].items():
+        print(f"  {part:9s} n {e['n']:4d}  mean abs {_fmt(e['mae'])}  rmse {_fmt(e['rmse'])}  max abs {_fmt(e['max_abs'])}"
+              f"  ({e['worst_model']})")
+    e = report["refit_no_difficulty"]["errors"]
+    print(f"  refit without difficulty, n {e['n']}: mean abs {_fmt(e['mae'])}, max abs {_fmt(e['max_abs'])} ({e['worst_model']})")
+    print(f"exact (difficulty coefficient 0): {', '.join(report['exact']['models'])}, max abs error "
+          f"{_fmt(report['exact']['max_abs_error'], '.1e')}")
+    left = report["left_out"]
+    print(f"left out: {left['duplicate_rows']} duplicate rows ({', '.join(left['duplicate_models'])}); "
+          f"annotations without weights: {', '.join(left['models_without_weights']) or '-'}; "
+          f"{len(left['leaderboard_models_without_weights'])} leaderboard models without weights")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------- parsers
 
 def _judge_flags(cmd, bench: str, model_default: str) -> None:
@@ -231,3 +257,13 @@ def add_eval_parsers(sub) -> None:
                         help="CSV with columns instruction,difficulty (for the LC win rate)")
     ascore.add_argument("--json", action="store_true")
     ascore.set_defaults(func=cmd_alpaca_score)
+
+    alc = alpaca_sub.add_parser("lc", help="LC win rates from the published GLM weights, with difficulties "
+                                           "estimated from real annotations; error against the leaderboard")
+    alc.add_argument("--weights", required=True, help="lc_glm_weights_baseline_gpt4_1106_preview.csv")
+    alc.add_argument("--preferences", required=True, help="ae2_leaderboard_preferences.csv.gz")
+    alc.add_argument("--leaderboard", required=True, help="the leaderboard csv with length_controlled_winrate")
+    alc.add_argument("--ridge", type=float, default=None,
+                     help="prior precision of the difficulties (default: chosen on a grid by the in-fit error)")
+    alc.add_argument("--json", action="store_true")
+    alc.set_defaults(func=cmd_alpaca_lc)

@@ -77,10 +77,13 @@ def test_published_gpt4_0613_concise_numbers_are_reproduced_exactly():
                    "discrete_win_rate", "avg_length"):
         assert scores[column] == pytest.approx(row[column], abs=1e-9), column
 
-    lc = ae.length_controlled_winrate(annotations)
-    assert lc["variant"] == "no_instruction_difficulty" and "21.578" in lc["note"]
-    assert 0 < lc["length_controlled_winrate"] < 100 and lc["n_fit"] == 805
-    assert scores["length_controlled_winrate"] == lc["length_controlled_winrate"]
+    lc = ae.refit_lc_from_annotations(annotations)
+    assert lc["variant"] == "no_instruction_difficulty" and lc["note"].startswith("Not the published")
+    assert lc["n_fit"] == 805
+    # the refit is far from the published 21.578: a gamed (concise) output is what LC is there to fix
+    assert lc["lc_winrate_refit_no_difficulty"] == pytest.approx(43.19, abs=0.01)
+    assert scores["lc_winrate_refit_no_difficulty"] == lc["lc_winrate_refit"]
+    assert "length_controlled_winrate" not in scores
 
 
 def test_published_output_files_load_and_match_the_annotations():
@@ -171,11 +174,11 @@ def test_lc_recovers_a_known_length_model_and_predicts_the_intercept():
     w_len, w0 = -1.3, 0.4
     x = np.tanh(delta / np.std(delta, ddof=1))
     soft = 1 / (1 + np.exp(-(w0 + w_len * x)))  # the exact probabilities as soft labels
-    lc = ae.length_controlled_winrate(_lc_rows(delta, 1 + soft))
+    lc = ae.refit_lc_from_annotations(_lc_rows(delta, 1 + soft))
     assert lc["coefficients"]["np.tanh(std_delta_len)"] == pytest.approx(w_len, abs=1e-4)
     assert lc["coefficients"]["not_gamed_baseline"] == pytest.approx(w0, abs=1e-4)
     # 100 σ(0.4) = 100 / (1 + e^-0.4) = 59.8688 (e^-0.4 = 0.670320)
-    assert lc["length_controlled_winrate"] == pytest.approx(59.8688, abs=1e-3)
+    assert lc["lc_winrate_refit_no_difficulty"] == pytest.approx(59.8688, abs=1e-3)
     assert lc["delta_len_std"] == pytest.approx(np.std(delta, ddof=1))
 
 
@@ -188,25 +191,25 @@ def test_lc_from_sampled_wins_and_with_instruction_difficulty():
     x = np.tanh(delta / np.std(delta, ddof=1))
     p = 1 / (1 + np.exp(-(w0 + w_len * x + w_d * difficulty)))
     rows = _lc_rows(delta, 1 + (rng.random(n) < p))
-    lc = ae.length_controlled_winrate(rows, {r["instruction"]: d for r, d in zip(rows, difficulty)})
+    lc = ae.refit_lc_from_annotations(rows, {r["instruction"]: d for r, d in zip(rows, difficulty)})
     assert lc["variant"] == "with_instruction_difficulty"
     c = lc["coefficients"]
     assert c["np.tanh(std_delta_len)"] == pytest.approx(w_len, abs=0.15)
     assert c["instruction_difficulty"] == pytest.approx(w_d, abs=0.1)
     assert c["not_gamed_baseline"] == pytest.approx(w0, abs=0.1)
     fitted = np.mean(1 / (1 + np.exp(-(c["not_gamed_baseline"] + c["instruction_difficulty"] * difficulty))))
-    assert lc["length_controlled_winrate"] == pytest.approx(100 * fitted, abs=1e-9)
+    assert lc["lc_winrate_refit_with_difficulty"] == pytest.approx(100 * fitted, abs=1e-9)
     with pytest.raises(ValueError, match="no value for 1 instruction"):
-        ae.length_controlled_winrate(rows, {r["instruction"]: 0.0 for r in rows[1:]})
+        ae.refit_lc_from_annotations(rows, {r["instruction"]: 0.0 for r in rows[1:]})
 
 
 def test_lc_without_length_differences_is_the_raw_win_rate():
     # tanh(0) = 0 everywhere: an intercept-only soft-label fit has σ(w0) = mean(p - 1)
     rows = _lc_rows([0] * 6, [1, 2, 2, 1.5, 1.8, 0])
-    lc = ae.length_controlled_winrate(rows)
-    assert lc["length_controlled_winrate"] == pytest.approx(ae.score_annotations(rows)["win_rate"], abs=1e-3)
-    same = ae.length_controlled_winrate(_lc_rows([5, -5, 9], [1, 2, 2], generator_2="ref"))
-    assert same["length_controlled_winrate"] == 50.0  # a model against itself, by construction
+    lc = ae.refit_lc_from_annotations(rows)
+    assert lc["lc_winrate_refit"] == pytest.approx(ae.score_annotations(rows)["win_rate"], abs=1e-3)
+    same = ae.refit_lc_from_annotations(_lc_rows([5, -5, 9], [1, 2, 2], generator_2="ref"))
+    assert same["lc_winrate_refit"] == 50.0  # a model against itself, by construction
 
 
 # ------------------------------------------------------------------------------ order and parsing

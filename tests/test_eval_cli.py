@@ -45,8 +45,10 @@ def test_alpaca_score_reproduces_the_published_leaderboard_row(capsys, published
     assert (s["n_wins"], s["n_wins_base"], s["n_draws"], s["n_total"]) == (71, 729, 5, 805)
     assert s["discrete_win_rate"] == pytest.approx(9.130434782608695, abs=1e-12)
     assert s["avg_length"] == 627 and s["n_dropped"] == 0
-    assert s["lc_variant"] == "no_instruction_difficulty" and isinstance(s["length_controlled_winrate"], float)
-    assert "differs from the published" in s["lc_note"]
+    # no field under the leaderboard's name: the offline refit is not the published LC (21.578)
+    assert "length_controlled_winrate" not in s and s["lc_variant"] == "no_instruction_difficulty"
+    assert s["lc_winrate_refit_no_difficulty"] == pytest.approx(43.19, abs=0.01)
+    assert s["lc_note"].startswith("Not the published length_controlled_winrate")
 
     code, out, _ = run_cli(capsys, "alpaca-eval", "score", published_annotations)
     assert code == 0 and "9.40 (standard error 0.90)" in out and "71 / 729 / 5 of 805" in out
@@ -61,7 +63,9 @@ def test_alpaca_score_with_instruction_difficulty(capsys, tmp_path):
     csv.write_text("instruction,difficulty\n" + "".join(f"q{i},{(i % 7) / 3 - 1}\n" for i in range(20)))
     code, out, err = run_cli(capsys, "alpaca-eval", "score", path, "--instruction-difficulty", csv, "--json")
     assert code == 0, err
-    assert json.loads(out)["lc_variant"] == "with_instruction_difficulty"
+    s = json.loads(out)
+    assert s["lc_variant"] == "with_instruction_difficulty" and "length_controlled_winrate" not in s
+    assert isinstance(s["lc_winrate_refit_with_difficulty"], float)
 
     csv.write_text("instruction,difficulty\nq0,hard\n")
     code, _, err = run_cli(capsys, "alpaca-eval", "score", path, "--instruction-difficulty", csv)

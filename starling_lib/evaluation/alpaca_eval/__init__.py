@@ -21,13 +21,18 @@ Conventions (those of ``tatsu-lab/alpaca_eval``):
 Length-controlled win rate (AlpacaEval 2, ``metrics/glm_winrate.py``, ``length_controlled_v1``):
 a logistic GLM ``preference - 1 ~ tanh(std_delta_len) + instruction_difficulty +
 not_gamed_baseline - 1`` fitted on soft labels, then predicted with ``std_delta_len = 0`` and
-averaged. Upstream also reads per-instruction difficulties and the annotations of two "gamed"
-baselines (it regularises toward them with weight 0.2) from the Hugging Face hub, and fits with
-sklearn's L1 ``LogisticRegressionCV``. Offline we have neither, so
-:func:`length_controlled_winrate` fits the same likelihood by Newton's method with a tiny L2, with
-the difficulty term only when you pass difficulties; without them (``variant =
-"no_instruction_difficulty"``) the published LC numbers (21.578 for ``gpt4_0613_concise``) are
-**not** reproduced, and the result says so.
+averaged. Upstream reads per-instruction difficulties and two "gamed" baselines' annotations from
+the Hugging Face hub, so offline no output field is named ``length_controlled_winrate`` (the
+published quantity) except where it is read from a leaderboard. Two approximations instead, each
+under its own name and with its measured error against the leaderboard:
+
+- :func:`refit_lc_from_annotations` refits the GLM on one model's annotations
+  (``lc_winrate_refit_no_difficulty``, or ``lc_winrate_refit_with_difficulty`` when you pass
+  difficulties): a few points off, tens for gamed outputs (43.19 for ``gpt4_0613_concise``, published 21.578).
+- :func:`~.lc.lc_from_weights` (``starling alpaca-eval lc``) estimates the 805 difficulties from the
+  real annotations of the leaderboard's models with their published GLM weights fixed, then predicts
+  each model's LC exactly as upstream's ``predict_winrate`` does (``lc_winrate_estimated``); exact
+  where the weights make difficulty irrelevant (the baseline), within a fraction of a point elsewhere.
 
 Judging (:func:`judge_outputs`): pairs by instruction text, shows the two outputs in an order
 drawn from ``sha256(seed, instruction)`` (:func:`is_swapped`) and maps the verdict back so 2
@@ -43,16 +48,18 @@ Failures, missing and unmatched instructions are reported, never raised.
 :class:`~starling_lib.evaluation.simulated.SimulatedAlpacaJudge` answers both styles for the tiny world.
 
 Modules: :mod:`.files` (outputs, annotations, leaderboards, instruction difficulties),
-:mod:`.score` (the published metrics and the length-controlled GLM), :mod:`.judge` (prompts,
+:mod:`.score` (the published metrics and the LC refit), :mod:`.lc` (LC from the published weights), :mod:`.judge` (prompts,
 order swaps, verdicts, :func:`judge_outputs`); their public names are importable from here.
 """
 
 from starling_lib.evaluation.alpaca_eval.files import (load_outputs, load_annotations, load_leaderboard,
                                                        write_annotations, read_instruction_difficulty)
-from starling_lib.evaluation.alpaca_eval.score import (LC_VARIANT_FULL, LC_VARIANT_OFFLINE, LC_NOTE,
+from starling_lib.evaluation.alpaca_eval.score import (LC_VARIANT_FULL, LC_VARIANT_OFFLINE, LC_FIELDS, LC_NOTE,
                                                        score_preferences, avg_length, score_annotations,
-                                                       fit_soft_logistic, length_controlled_winrate,
+                                                       fit_soft_logistic, refit_lc_winrate, refit_lc_from_annotations,
                                                        score_annotation_file)
+from starling_lib.evaluation.alpaca_eval.lc import (load_lc_weights, load_leaderboard_preferences,
+                                                    estimate_instruction_difficulty, predict_lc_winrate, lc_from_weights)
 from starling_lib.evaluation.alpaca_eval.judge import (STYLES, WEIGHTED_TOKENS, RANKING_LABELS, WEIGHTED_PARAMS,
                                                        RANKING_PARAMS, WEIGHTED_SYSTEM, RANKING_SYSTEM, is_swapped,
                                                        build_messages, parse_messages, parse_ranking_verdict,
