@@ -1,4 +1,4 @@
-"""``starling mt-bench`` and ``starling alpaca-eval``: argument parsing over :mod:`starling_lib.evaluation`.
+"""``starling mt-bench``, ``starling alpaca-eval`` and ``starling judge report``: argument parsing over :mod:`starling_lib.evaluation`.
 
     starling mt-bench generate --model-id ID (--model PATH | --base-url URL [--served-model NAME])
     starling mt-bench judge --model-id ID [ID ...] [--mode single|pairwise] [--simulated]
@@ -6,6 +6,7 @@
     starling alpaca-eval judge OUTPUTS.json --reference REFERENCE.json [--style weighted|ranking] [--simulated]
     starling alpaca-eval score ANNOTATIONS.json [--instruction-difficulty CSV] [--json]
     starling alpaca-eval lc --weights CSV --preferences CSV.GZ --leaderboard CSV [--json]
+    starling judge report FILE... [--answers MODEL_ANSWER_DIR] [--json]
 
 Each command is one library call (:mod:`starling_lib.evaluation.pipeline`, or a scorer) and a
 printout. Judge commands talk to any OpenAI-compatible endpoint (``--base-url``, else
@@ -178,6 +179,33 @@ def cmd_alpaca_lc(args) -> int:
     return EXIT_OK
 
 
+def cmd_judge_report(args) -> int:
+    from .evaluation.judge_quality import judge_report
+
+    reports = [judge_report(path, answers=args.answers) for path in args.files]
+    if args.json:
+        print_json(reports)
+        return EXIT_OK
+
+    def rate(p):
+        if not p or p["rate"] is None:
+            return "-"
+        return f"{p['rate']:.3f} [{p['ci95'][0]:.3f}, {p['ci95'][1]:.3f}] ({p['k']}/{p['n']})"
+
+    for r in reports:
+        print(f"{r['file']} ({r['kind']}, {r['n_pairs']} pairs)")
+        kappa = r["kappa_between_orders"]
+        print(f"  flips when the answers swap  {rate(r['flip_rate'])}")
+        print(f"  kappa between the two orders {_fmt(kappa) if kappa is not None else '-'}"
+              + (f" [{r['kappa_ci95'][0]:.3f}, {r['kappa_ci95'][1]:.3f}]" if r.get("kappa_ci95") else ""))
+        print(f"  prefers the first shown      {rate(r['prefers_first_shown'])}")
+        print(f"  prefers the longer           {rate(r['prefers_longer'])}")
+        for key in ("order_note", "prefers_longer_note"):
+            if r.get(key):
+                print(f"  note: {r[key]}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------- parsers
 
 def _judge_flags(cmd, bench: str, model_default: str) -> None:
@@ -267,3 +295,13 @@ def add_eval_parsers(sub) -> None:
                      help="prior precision of the difficulties (default: chosen on a grid by the in-fit error)")
     alc.add_argument("--json", action="store_true")
     alc.set_defaults(func=cmd_alpaca_lc)
+
+    judge = sub.add_parser("judge", help="how far to trust a pairwise judge")
+    judge_sub = judge.add_subparsers(dest="judge_command", required=True)
+    report = judge_sub.add_parser("report", help="order flips, kappa between orders, first-shown and longer "
+                                                 "preference of MT-Bench pairwise judgments or AlpacaEval annotations")
+    report.add_argument("files", nargs="+", help="FastChat *_pair.jsonl judgments and/or AlpacaEval annotations JSON")
+    report.add_argument("--answers", default=None,
+                        help="MT-Bench model_answer folder (for the longer-answer preference of pairwise judgments)")
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(func=cmd_judge_report)
