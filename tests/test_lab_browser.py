@@ -130,7 +130,7 @@ def test_notebook_00_runs_in_jupyterlab_in_a_real_browser(tmp_path):
             By.CSS_SELECTOR, ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
             if "Traceback" in text(e) or "Error:" in text(e)]
         checks = [text(e) for e in browser.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output")
-                  if text(e).startswith(("ok ", "FAIL "))]
+                  if text(e).startswith(("PASS ", "FAIL "))]
         shot = runs_dir() / "lab_browser" / "00_tour.png"
         shot.parent.mkdir(parents=True, exist_ok=True)
         for button in browser.find_elements(By.XPATH, "//div[contains(@class,'Toastify')]//button[text()='No']"):
@@ -150,7 +150,7 @@ def test_notebook_00_runs_in_jupyterlab_in_a_real_browser(tmp_path):
         assert not shown_errors, shown_errors
         saved = json.loads(copy.read_text())
         assert not [o for c in saved["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
-        assert checks and all(line.startswith("ok ") for line in "\n".join(checks).splitlines()), checks
+        assert checks and all(line.startswith("PASS ") for line in "\n".join(checks).splitlines()), checks
         assert len(images) >= 1 and all(img.size["width"] > 100 for img in images)
         assert (tmp_path / "figures" / "00_tinyworld_gold_by_model.png").is_file()
         assert tour.read_text() == stored  # the stored notebook is untouched
