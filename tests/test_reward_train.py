@@ -249,3 +249,34 @@ def test_starling_rm_backbone_trains_saves_and_reloads(tmp_path):
     text = tok.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}],
                                    tokenize=False)
     assert text == f"<s>[INST] hi {tok.eos_token} [/INST] yo{tok.eos_token}"
+
+
+def test_length_buckets_give_the_same_rewards_and_gradients():
+    """Answers sorted by length and run in up to 4 forwards, each cut to its own longest answer: the
+    same rewards and gradients as one padded forward (float rounding apart), with fewer positions."""
+    preset = get_preset("smoke", ["runtime.dtype=fp32"])
+    model, tokenizer = build_backbone(preset)
+    batch = ListwiseCollator(tokenizer, max_length=128)(load_examples(preset)[:6])  # 42 answers
+    widths = []
+    hook = model.register_forward_pre_hook(lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape),
+                                           with_kwargs=True)
+    grads = {}
+    for buckets in (1, 4):
+        model.zero_grad()
+        rewards = listwise_rewards(model, batch, length_buckets=buckets)
+        (rewards * torch.arange(rewards.shape[1])).sum().backward()  # any function of every reward
+        grads[buckets] = (rewards.detach(), torch.cat([p.grad.flatten() for p in model.parameters()]))
+    hook.remove()
+    torch.testing.assert_close(grads[4][0], grads[1][0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(grads[4][1], grads[1][1], rtol=1e-4, atol=1e-6)
+    n, width = batch["input_ids"].shape
+    assert widths[0] == (n, width) and len(widths) == 5 and sum(w[0] for w in widths[1:]) == n
+    assert sum(w[0] * w[1] for w in widths[1:]) < 0.8 * n * width  # padding really cut
+    # Left padding keeps one forward (positions would shift).
+    left = ListwiseCollator(tokenizer, max_length=128, padding_side="left")(load_examples(preset)[:6])
+    widths.clear()
+    hook = model.register_forward_pre_hook(lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape),
+                                           with_kwargs=True)
+    listwise_rewards(model, left, length_buckets=4)
+    hook.remove()
+    assert widths == [tuple(left["input_ids"].shape)]

@@ -117,15 +117,17 @@ def minilm_features(examples: list[dict], max_length: int = 256, batch_size: int
         prompts = {e["prompt_text"]: e["prompt"] for e in examples}
         collator = ListwiseCollator(tokenizer, max_length=max_length)
         table = np.zeros((len(pairs), encoder.config.hidden_size), dtype=np.float32)
+        # Batches of similar length (by characters): far less padding than the texts' own order.
+        by_length = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
         for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start:start + batch_size]
-            batch = collator([{"prompt": prompts[p], "answers": [a]} for p, a in chunk])
+            rows = by_length[start:start + batch_size]
+            batch = collator([{"prompt": prompts[pairs[i][0]], "answers": [pairs[i][1]]} for i in rows])
             with autocast_context(encoder.device, precision):
                 hidden = encoder(input_ids=batch["input_ids"].to(encoder.device),
                                  attention_mask=batch["attention_mask"].to(encoder.device)).last_hidden_state.float()
             mask = batch["attention_mask"].to(hidden.device).unsqueeze(-1).float()
             pooled = (hidden * mask).sum(1) / mask.sum(1)  # sentence-transformers' mean pooling
-            table[start:start + len(chunk)] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+            table[rows] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(cache, features=table)
         if log:

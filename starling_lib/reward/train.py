@@ -94,10 +94,31 @@ def _pretrained_tokenizer(name: str):
 # ----------------------------------------------------------------------------------------------
 # Trainer
 
-def listwise_rewards(model, batch: dict) -> torch.Tensor:
-    """``(B, K)`` rewards, best first, from one forward over the batch's ``(N, T)`` answers."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (N, 1)
-    return scatter_rewards(logits.float(), batch["answer_mask"])
+def listwise_rewards(model, batch: dict, length_buckets: int = 4) -> torch.Tensor:
+    """``(B, K)`` rewards, best first, of the batch's ``(N, T)`` answers.
+
+    A listwise batch pads every answer of every prompt to the longest one (on the tiny world half
+    the positions are padding). With right padding, the answers are sorted by length and run in up
+    to ``length_buckets`` forwards, each cut to its own longest answer; each answer's reward is the
+    same as in one forward up to float rounding (its own tokens, positions and mask are unchanged).
+    One forward under DDP (which allows one forward per backward) or with left padding.
+    """
+    input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+    n = input_ids.shape[0]
+    right_padded = bool(attention_mask[:, 0].all())
+    if length_buckets <= 1 or n < 2 * length_buckets or not right_padded or isinstance(
+            model, torch.nn.parallel.DistributedDataParallel):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (N, 1)
+        return scatter_rewards(logits.float(), batch["answer_mask"])
+    lengths = attention_mask.sum(1)
+    order = torch.argsort(lengths, stable=True)
+    flat = []
+    for group in order.tensor_split(length_buckets):
+        width = int(lengths[group].max())
+        flat.append(model(input_ids=input_ids[group, :width], attention_mask=attention_mask[group, :width]).logits.float())
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(n, device=order.device)
+    return scatter_rewards(torch.cat(flat).reshape(-1)[inverse], batch["answer_mask"])  # back in the batch's order
 
 
 class ListwiseRewardTrainer(transformers.Trainer):
