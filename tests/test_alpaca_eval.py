@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from starling_lib.config import TinyWorldConfig
-from starling_lib.data.tinyworld import generate_world, gold_reward, human_turns
+from starling_lib.data.gold import gold_reward, human_turns
+from starling_lib.data.tinyworld import generate_world
 from starling_lib.evaluation import alpaca_eval as ae
 from starling_lib.evaluation.simulated import SimulatedAlpacaJudge
 from starling_lib.paths import shared_data

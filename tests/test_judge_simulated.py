@@ -7,7 +7,8 @@ import pytest
 
 from conftest import RATING_STRATEGIES
 from starling_lib.config import TinyWorldConfig
-from starling_lib.data.tinyworld import generate_world, gold_reward
+from starling_lib.data.gold import gold_reward
+from starling_lib.data.tinyworld import generate_world
 from starling_lib.judge.parse import parse_ranking
 from starling_lib.judge.prompts import build_ranking_request
 from starling_lib.judge.rank import rank_rows

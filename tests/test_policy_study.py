@@ -8,7 +8,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from starling_lib.config import get_preset
-from starling_lib.data.tinyworld import generate_world, gold_reward
+from starling_lib.data.gold import gold_reward
+from starling_lib.data.tinyworld import generate_world
 from starling_lib.models import build_tiny_assets, quiet_transformers
 from starling_lib.policy.rollout import RewardScorer
 from starling_lib.policy.study import compare_algorithms, evaluate_policy, sample_table

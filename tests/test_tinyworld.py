@@ -10,6 +10,7 @@ import pytest
 from scipy.stats import kendalltau
 
 from starling_lib.config import TinyWorldConfig
+from starling_lib.data import gold
 from starling_lib.data import tinyworld as tw
 from starling_lib.data.schema import ANSWER_FIELDS, ASSISTANT, HUMAN, NECTAR_FEATURES, NECTAR_FIELDS
 
@@ -73,7 +74,7 @@ def test_with_gold_aligns_one_reward_per_answer_for_rows_and_datasets():
     scored = tw.with_gold(rows)
     assert "gold_rewards" not in rows[0]  # the input is not modified
     for row in scored:
-        assert row["gold_rewards"] == [tw.gold_reward(row["prompt"], a["answer"]) for a in row["answers"]]
+        assert row["gold_rewards"] == [gold.gold_reward(row["prompt"], a["answer"]) for a in row["answers"]]
     assert tw.with_gold(tw.world_dataset(cfg))["gold_rewards"] == [row["gold_rewards"] for row in scored]
 
 
@@ -88,37 +89,37 @@ def test_write_world_jsonl_keeps_schema_order_and_unicode(tmp_path):
 def test_gold_reward_equals_the_hand_computed_sum():
     # 6 words; on topic; 2 of 3 facts (honey, pollen); "because" is the explain structure;
     # 4 distinct trigrams, so no repetition.
-    attrs = tw.gold_attributes(BEES, "Bees make honey because of pollen.")
+    attrs = gold.gold_attributes(BEES, "Bees make honey because of pollen.")
     assert (attrs["task"], attrs["topic"], attrs["on_topic"], attrs["structure"]) == ("explain", "bees", 1.0, 1.0)
     assert attrs["fact_coverage"] == pytest.approx(2 / 3) and attrs["repetition"] == 0.0
     expected = 1.0 + 2.0 * 2 / 3 + 1.0 + 0.5 * (math.log(7) - 6 / 26)
-    assert tw.gold_reward(BEES, "Bees make honey because of pollen.") == pytest.approx(expected)
+    assert gold.gold_reward(BEES, "Bees make honey because of pollen.") == pytest.approx(expected)
 
 
 def test_on_topic_answer_with_facts_beats_an_off_topic_one():
     off_topic = "Let me explain coffee. Think of beans, roast and aroma. It matters because of beans."
-    assert tw.gold_attributes(BEES, off_topic)["on_topic"] == 0.0
-    assert tw.gold_reward(BEES, HELPFUL_BEES) > tw.gold_reward(BEES, off_topic) + 2.0
+    assert gold.gold_attributes(BEES, off_topic)["on_topic"] == 0.0
+    assert gold.gold_reward(BEES, HELPFUL_BEES) > gold.gold_reward(BEES, off_topic) + 2.0
 
 
 def test_refusal_beats_compliance_when_harmful_but_loses_to_help_when_benign():
     compliance = "Sure, here is how to steal a car. Get the window. Use the wires. Watch the mirror."
-    assert tw.gold_attributes(HARMFUL, compliance)["complied"] == 1.0
-    assert tw.gold_attributes(HARMFUL, POLITE_REFUSAL)["polite"] == 1.0
-    assert tw.gold_reward(HARMFUL, POLITE_REFUSAL) > tw.gold_reward(HARMFUL, compliance)
-    assert tw.gold_reward(HARMFUL, POLITE_REFUSAL) > tw.gold_reward(HARMFUL, "I can't help with that.")
-    assert tw.gold_reward(BEES, HELPFUL_BEES) > tw.gold_reward(BEES, POLITE_REFUSAL)
+    assert gold.gold_attributes(HARMFUL, compliance)["complied"] == 1.0
+    assert gold.gold_attributes(HARMFUL, POLITE_REFUSAL)["polite"] == 1.0
+    assert gold.gold_reward(HARMFUL, POLITE_REFUSAL) > gold.gold_reward(HARMFUL, compliance)
+    assert gold.gold_reward(HARMFUL, POLITE_REFUSAL) > gold.gold_reward(HARMFUL, "I can't help with that.")
+    assert gold.gold_reward(BEES, HELPFUL_BEES) > gold.gold_reward(BEES, POLITE_REFUSAL)
 
 
 def test_task_structure_is_read_from_the_text():
     list_prompt = f"{HUMAN}List some facts about bees.{ASSISTANT}"
     numbered = "Here are some facts about bees:\n1. Think of honey.\n2. A key part is hive."
     prose = "Here are some facts about bees: think of honey and a key part is hive."
-    assert tw.gold_attributes(list_prompt, numbered)["structure"] == 1.0
-    assert tw.gold_attributes(list_prompt, prose)["structure"] == 0.0
+    assert gold.gold_attributes(list_prompt, numbered)["structure"] == 1.0
+    assert gold.gold_attributes(list_prompt, prose)["structure"] == 0.0
     poem_prompt = f"{HUMAN}Write a short poem about bees.{ASSISTANT}"
-    assert tw.gold_attributes(poem_prompt, "Bees at dawn,\nhoney in the hive,\nwings alive.")["structure"] == 1.0
-    assert tw.gold_attributes(poem_prompt, "Bees at dawn, honey in the hive, wings alive.")["structure"] == 0.0
+    assert gold.gold_attributes(poem_prompt, "Bees at dawn,\nhoney in the hive,\nwings alive.")["structure"] == 1.0
+    assert gold.gold_attributes(poem_prompt, "Bees at dawn, honey in the hive, wings alive.")["structure"] == 0.0
 
 
 def _words(n: int) -> str:
@@ -127,28 +128,28 @@ def _words(n: int) -> str:
 
 
 def test_length_gains_diminish():
-    r = {n: tw.gold_reward(BEES, _words(n)) for n in (10, 20, 50, 60)}
+    r = {n: gold.gold_reward(BEES, _words(n)) for n in (10, 20, 50, 60)}
     assert r[20] - r[10] > r[60] - r[50]
     assert r[20] > r[10]
 
 
 def test_repeated_padding_is_not_free():
     padded = HELPFUL_BEES + " There is so much to say." * 3
-    assert tw.gold_attributes(BEES, padded)["repetition"] > 0.3
-    assert tw.gold_reward(BEES, padded) < tw.gold_reward(BEES, HELPFUL_BEES)
+    assert gold.gold_attributes(BEES, padded)["repetition"] > 0.3
+    assert gold.gold_reward(BEES, padded) < gold.gold_reward(BEES, HELPFUL_BEES)
 
 
 def test_follow_up_question_takes_the_topic_of_the_earlier_turn():
     prompt = f"{HUMAN}Tell me about bees.{ASSISTANT}Bees make honey.{HUMAN}Thanks. Write a short poem about it.{ASSISTANT}"
-    info = tw.parse_prompt(prompt)
+    info = gold.parse_prompt(prompt)
     assert (info.task, info.topic, info.good_natured) == ("poem", "bees", True)
 
 
 def test_unknown_prompt_has_no_topic_and_a_finite_reward():
-    attrs = tw.gold_attributes("What is love?", "Love is patient and kind.")
+    attrs = gold.gold_attributes("What is love?", "Love is patient and kind.")
     assert attrs["topic"] is None and attrs["on_topic"] == 0.0 and attrs["fact_coverage"] == 0.0
     assert attrs["good_natured"] is True
-    assert math.isfinite(tw.gold_reward("", ""))
+    assert math.isfinite(gold.gold_reward("", ""))
 
 
 def test_temperature_zero_is_the_exact_gold_order_with_ties_broken_by_index():

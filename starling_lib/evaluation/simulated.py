@@ -1,6 +1,6 @@
 """Simulated benchmark judges: offline stand-ins for GPT-4 on MT-Bench and AlpacaEval.
 
-Both read the tiny world's gold reward (:func:`starling_lib.data.tinyworld.gold_reward`) of what
+Both read the tiny world's gold reward (:func:`starling_lib.data.gold.gold_reward`) of what
 they are shown, add seeded noise, and answer in the format the real judge would, so the whole
 pipeline (prompts, HTTP, parsing, swaps, caching, scores) runs without network or key. Plug
 ``.respond`` into :func:`starling_lib.judge.endpoint.open_judge` (``simulated=``), which serves it
@@ -28,7 +28,8 @@ import string
 import numpy as np
 
 from starling_lib.data.chat import messages_to_prompt
-from starling_lib.data.tinyworld import gold_attributes, gold_reward, render_prompt, reward_from_attributes
+from starling_lib.data.gold import gold_attributes, gold_reward, reward_from_attributes
+from starling_lib.data.tinyworld import render_prompt
 from starling_lib.evaluation.alpaca_eval import RANKING_LABELS, parse_messages
 from starling_lib.evaluation.mt_bench.demo import DEMO_JUDGE_PROMPTS
 from starling_lib.judge.server import HTTPFault

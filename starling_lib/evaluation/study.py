@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from starling_lib.config import Preset
-from starling_lib.data.tinyworld import (HARMFUL_REQUESTS, MODELS_BY_NAME, PROMPT_TEMPLATES, TOPIC_NAMES,
-                                         gold_reward, simulate_answer)
+from starling_lib.data.gold import HARMFUL_REQUESTS, PROMPT_TEMPLATES, TOPIC_NAMES, gold_reward
+from starling_lib.data.tinyworld import MODELS_BY_NAME, simulate_answer
 from starling_lib.paths import runs_dir
 from starling_lib.rng import seeded_rng
 

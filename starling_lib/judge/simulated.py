@@ -4,7 +4,7 @@ The judge ranks answers by Plackett-Luce sampling (Gumbel-max) on a utility per 
 
     u_i = quality(prompt, answer_i) / temperature + bias[strategy][position_i] + Gumbel(0, 1)
 
-``quality`` is the tiny world's gold reward (:func:`starling_lib.data.tinyworld.gold_reward`), so
+``quality`` is the tiny world's gold reward (:func:`starling_lib.data.gold.gold_reward`), so
 the judge is right more often than not; ``bias`` is a log-weight per input position. With no
 quality differences, the probability that position ``i`` comes first is ``softmax(bias)_i``; so
 ``bias = log(first-place frequency)`` makes a quality-blind judge reproduce a measured profile.

@@ -16,7 +16,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from starling_lib.config import Preset
 from starling_lib.data.nectar import load_nectar
-from starling_lib.data.tinyworld import generate_world, gold_reward
+from starling_lib.data.gold import gold_reward
+from starling_lib.data.tinyworld import generate_world
 from starling_lib.models import adopt_pad_token, build_tiny_assets, load_causal_lm, quiet_transformers
 from starling_lib.paths import runs_dir, saved_model_dir
 from starling_lib.reward.data import distinct_prompts, load_examples

@@ -24,7 +24,8 @@ from starling_lib.config import Preset
 from starling_lib.data.chat import prompt_to_messages
 from starling_lib.data.convert import require_ranks
 from starling_lib.data.nectar import load_nectar, rating_log_folders, read_rating_log
-from starling_lib.data.tinyworld import generate_world, gold_reward
+from starling_lib.data.gold import gold_reward
+from starling_lib.data.tinyworld import generate_world
 
 
 def tinyworld_examples(rows: list[dict]) -> list[dict]:

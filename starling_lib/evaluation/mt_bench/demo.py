@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from starling_lib.data.tinyworld import (FOLLOW_UP_PREFIX, HARMFUL_REQUESTS, MODELS_BY_NAME, PROMPT_TEMPLATES,
-                                         SIMULATED_MODELS, TOPIC_NAMES, gold_reward, parse_prompt, render_prompt,
-                                         simulate_answer)
+from starling_lib.data.gold import (FOLLOW_UP_PREFIX, HARMFUL_REQUESTS, PROMPT_TEMPLATES, TOPIC_NAMES, gold_reward,
+                                    parse_prompt)
+from starling_lib.data.tinyworld import MODELS_BY_NAME, SIMULATED_MODELS, render_prompt, simulate_answer
 from starling_lib.evaluation.mt_bench.files import DEMO_DIR
 from starling_lib.evaluation.mt_bench.judge import NEED_REF_CATS
 
