@@ -1,4 +1,4 @@
-"""Notebook 04's bookkeeping in evaluation.study and its figures in evaluation.figures: tables,
+"""Notebook 04's bookkeeping in evaluation.findings and its figures in evaluation.figures: tables,
 results, checks and verdict from hand-made runs, and the published rows from the real files."""
 
 import matplotlib
@@ -7,7 +7,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from starling_lib.evaluation import figures, study  # noqa: E402
+from starling_lib.evaluation import figures, findings  # noqa: E402
 from starling_lib.paths import shared_data  # noqa: E402
 
 MODEL_IDS = {"sft": "tiny-sft-0", "apa": "tiny-apa-0"}
@@ -36,26 +36,26 @@ def _alpaca():
 
 def test_gold_win_rate_counts_ties_half():
     # wins 1 (3 > 1), tie 1 (1 == 1), loss 1 (2 < 3): (1 + 0.5) / 3
-    assert study.gold_win_rate([3, 1, 2], [1, 1, 3]) == pytest.approx(50.0)
-    assert study.gold_win_rate([2, 2], [1, 1]) == 100.0
+    assert findings.gold_win_rate([3, 1, 2], [1, 1, 3]) == pytest.approx(50.0)
+    assert findings.gold_win_rate([2, 2], [1, 1]) == 100.0
 
 
 def test_mt_bench_tables_by_hand():
     gold = _gold()
-    table = study.mt_bench_demo_table(_scores(), gold, MODEL_IDS)
+    table = findings.mt_bench_demo_table(_scores(), gold, MODEL_IDS)
     assert table.loc["sft", "overall"] == 4.0 and table.loc["apa", "turn 1"] == 3.0
     assert table.loc["sft", "mean gold"] == pytest.approx((2 + 3 + 3 + 4) / 4)
-    judge, gold_cat = study.mt_bench_by_category(_scores(), gold, MODEL_IDS)
+    judge, gold_cat = findings.mt_bench_by_category(_scores(), gold, MODEL_IDS)
     assert list(judge.index) == ["writing\nT=0.7", "math\nT=0"] and list(judge.columns) == ["sft", "apa"]
     assert gold_cat.loc["math\nT=0", "apa"] == pytest.approx((2 + 3) / 2)
     assert list(gold_cat.columns) == ["sft", "apa"]
 
 
 def test_lc_estimate_summary_keeps_the_errors_only():
-    assert study.lc_estimate_summary(None) is None
+    assert findings.lc_estimate_summary(None) is None
     est = {"method": "m", "ridge": 0.5, "ridge_chosen_by": "grid", "errors": {"all": 1}, "exact": {"models": []},
            "models": [1, 2], "refit_no_difficulty": {"errors": {"mae": 6.5}, "models": [3]}}
-    assert study.lc_estimate_summary(est) == {"method": "m", "ridge": 0.5, "ridge_chosen_by": "grid",
+    assert findings.lc_estimate_summary(est) == {"method": "m", "ridge": 0.5, "ridge_chosen_by": "grid",
                                               "errors": {"all": 1}, "exact": {"models": []},
                                               "refit_no_difficulty": {"mae": 6.5}}
 
@@ -69,24 +69,24 @@ def _check_inputs(**changes):
 
 
 def test_evaluation_checks_pass_and_fail_by_hand():
-    checks = study.evaluation_checks(**_check_inputs())
+    checks = findings.evaluation_checks(**_check_inputs())
     assert len(checks) == 5 and all(checks.values())
-    failing = study.evaluation_checks(**_check_inputs(mt_scores=_scores(failed=1), resumed_same=False))
+    failing = findings.evaluation_checks(**_check_inputs(mt_scores=_scores(failed=1), resumed_same=False))
     assert not failing["every MT-Bench demo judgment parsed (none failed)"]
     assert not failing["a repeated judging run sends nothing and scores the same"]
     assert failing["two judgments per question and model"]
     mt_real = {"questions": 80, "judge_prompts": 8, "references": 29, "judgments_per_model": 160}
-    assert not study.evaluation_checks(**_check_inputs(mt_real=mt_real))[
+    assert not findings.evaluation_checks(**_check_inputs(mt_real=mt_real))[
         "MT-Bench: 80 questions, 8 judge prompts, 30 references, 160 judgments per model"]
 
 
 def test_tiny_verdict_checks_and_verdict_from_the_runs():
     gold = _gold()
-    judge, _ = study.mt_bench_by_category(_scores(), gold, MODEL_IDS)
-    checks = study.tiny_verdict_checks(alpaca=_alpaca(), mt_scores=_scores(), gold_mt=gold, by_category=judge,
+    judge, _ = findings.mt_bench_by_category(_scores(), gold, MODEL_IDS)
+    checks = findings.tiny_verdict_checks(alpaca=_alpaca(), mt_scores=_scores(), gold_mt=gold, by_category=judge,
                                        model_ids=MODEL_IDS)
     assert all(checks.values()), checks
-    text = study.demo_verdict(alpaca=_alpaca(), mt_scores=_scores(), gold_mt=gold, by_category=judge,
+    text = findings.demo_verdict(alpaca=_alpaca(), mt_scores=_scores(), gold_mt=gold, by_category=judge,
                               pair={"win_rate": 0.35}, model_ids=MODEL_IDS, reference={"avg_length": 182})
     assert "APA beats its SFT start, 25.6 % vs 16.8 %" in text and "(± 2.6 and 2.3)" in text
     assert "SFT 27.4 %, APA 7.3 %" in text and "SFT beats APA" in text
@@ -96,14 +96,14 @@ def test_tiny_verdict_checks_and_verdict_from_the_runs():
     assert "closer to the raw number" in text
     # the same cells on a run where sampling does not help APA say so
     flipped = _alpaca().assign(win_rate=[27.4, 7.3, 25.6, 16.8])
-    assert "APA does not beat its SFT start" in study.demo_verdict(
+    assert "APA does not beat its SFT start" in findings.demo_verdict(
         alpaca=flipped, mt_scores=_scores(), gold_mt=gold, by_category=judge, pair={"win_rate": 0.35},
         model_ids=MODEL_IDS, reference={"avg_length": 182})
     level = _alpaca().assign(win_rate=[27.4, 7.3, 21.52, 21.48])
-    assert "APA is level with its SFT start, 21.5 % vs 21.5 %" in study.demo_verdict(
+    assert "APA is level with its SFT start, 21.5 % vs 21.5 %" in findings.demo_verdict(
         alpaca=level, mt_scores=_scores(), gold_mt=gold, by_category=judge, pair={"win_rate": 0.35},
         model_ids=MODEL_IDS, reference={"avg_length": 182})
-    assert not study.tiny_verdict_checks(alpaca=flipped, mt_scores=_scores(), gold_mt=gold, by_category=judge,
+    assert not findings.tiny_verdict_checks(alpaca=flipped, mt_scores=_scores(), gold_mt=gold, by_category=judge,
                                          model_ids=MODEL_IDS)["tiny: sampled (T=1), APA beats SFT on the judge's and the gold win rate"]
 
 
@@ -125,7 +125,7 @@ def _alpaca_dir():
 
 
 def test_alpaca_eval_2_row_equals_the_leaderboard():
-    row = study.alpaca_eval_2_row(_alpaca_dir())
+    row = findings.alpaca_eval_2_row(_alpaca_dir())
     rec = row["results"]["gpt4_0613_concise"]["recomputed"]
     assert (round(rec["win_rate"], 3), round(rec["standard_error"], 3), rec["n_total"]) == (9.4, 0.901, 805)
     assert row["table"].difference.abs().max() < 1e-9
@@ -136,7 +136,7 @@ def test_mt_bench_files_summary_on_fastchats_files():
     bench = shared_data("mt_bench")
     if bench is None or not (bench / "question.jsonl").is_file():
         pytest.skip("FastChat's MT-Bench files not present (../shared/data/mt_bench)")
-    counts, prompts = study.mt_bench_files_summary(bench)
+    counts, prompts = findings.mt_bench_files_summary(bench)
     assert (counts["questions"], counts["judge_prompts"], counts["references"], counts["judgments_per_model"]) == (
         80, 8, 30, 160)
     assert prompts.loc["math", 1] == "single-math-v1" and prompts.loc["writing", 2] == "single-v1-multi-turn"
@@ -149,5 +149,5 @@ def test_paper_table_figure_rings_the_recomputed_cells():
     fig = figures.paper_table_figure(paper, "a source")
     ax = fig.axes[0]
     assert sum(len(c.get_offsets()) for c in ax.collections) == 2 + 1  # two rated rows, one ring
-    assert study.benchmark_spearman(paper) == (pytest.approx(1.0), 2)
+    assert findings.benchmark_spearman(paper) == (pytest.approx(1.0), 2)
     assert any(t.get_text() == "source: a source" for t in fig.texts)

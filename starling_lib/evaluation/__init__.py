@@ -15,8 +15,8 @@
 - :mod:`~starling_lib.evaluation.pipeline`: whole steps from a preset (generate, judge and score),
   what ``starling mt-bench`` and ``starling alpaca-eval`` call.
 - :mod:`~starling_lib.evaluation.study`: what notebook 04 evaluates offline (notebook 03's SFT and
-  APA policies, the tiny world's AlpacaEval demo set) and its bookkeeping (tables, results, checks,
-  verdict); :mod:`~starling_lib.evaluation.figures`: its figures.
+  APA policies, the tiny world's AlpacaEval demo set); :mod:`~starling_lib.evaluation.findings`: its
+  bookkeeping (tables, results, checks, verdict); :mod:`~starling_lib.evaluation.figures`: its figures.
 
 Judging goes through :class:`~starling_lib.judge.client.JudgeClient` (cache, retries, resume,
 cost), so a killed run resumes without paying twice and gives the same scores.
