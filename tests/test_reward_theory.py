@@ -3,11 +3,12 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.special import expit
 
-from starling_lib.reward.theory import (DEFAULT_THETA_NORM, draw_theta, estimation_errors, fit_linear_reward,
-                                        loss_gradient, sample_rankings, summarise_errors)
+from starling_lib.reward.theory import (DEFAULT_THETA_NORM, draw_theta, efficiency_headlines, estimation_errors,
+                                        fit_linear_reward, loss_gradient, sample_rankings, summarise_errors)
 
 THETA = draw_theta(8, DEFAULT_THETA_NORM, seed=0)
 
@@ -125,3 +126,22 @@ def test_estimation_errors_table():
                                      "mse", "mse_ratio", "mse_ratio_low", "mse_ratio_high"]
     assert len(summary) == 4 and (summary["n_seeds"] == 3).all()
     assert (summary["error_low"] < summary["mean_error"]).all()
+
+
+def test_efficiency_headlines_by_hand():
+    # Errors exactly c / sqrt(n) (the parametric rate), split pairs' 1.1 times K-wise's on every seed:
+    # slopes -1/2, every MSE ratio 1.21, pooled too.
+    rows = [{"n": n, "seed": s, "estimator": est, "error": (1.1 if est == "pairwise" else 1.0) * (1 + s) / np.sqrt(n)}
+            for n in (25, 100, 400) for s in range(3) for est in ("kwise", "pairwise")]
+    df = pd.DataFrame(rows)
+    head = efficiency_headlines(df, summarise_errors(df))
+    assert head["slopes"]["kwise"] == pytest.approx(-0.5) and head["slopes"]["pairwise"] == pytest.approx(-0.5)
+    assert head["pooled_mse_ratio"] == pytest.approx(1.21)
+    assert head["mse_ratio_range"] == pytest.approx((1.21, 1.21))
+    # One n where split pairs do worse (error 2x): pooled over everything, that n weighs by its squared errors.
+    df.loc[(df.n == 25) & (df.estimator == "pairwise"), "error"] *= 2 / 1.1
+    head = efficiency_headlines(df, summarise_errors(df))
+    kwise_sq = [(1 + s) ** 2 / n for n in (25, 100, 400) for s in range(3)]
+    pairwise_sq = [(2 if n == 25 else 1.1) ** 2 * (1 + s) ** 2 / n for n in (25, 100, 400) for s in range(3)]
+    assert head["pooled_mse_ratio"] == pytest.approx(sum(pairwise_sq) / sum(kwise_sq))
+    assert head["mse_ratio_range"] == pytest.approx((1.21, 4.0))

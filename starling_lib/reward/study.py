@@ -13,6 +13,9 @@ What it is for: the notebook calls one function per level and plots the table it
   cross-validation **by prompt** (all rankings of a prompt on the same side), repeated with fresh
   fold assignments. Fine-tuning the whole encoder is ``starling rm train --backbone minilm``;
   on 2 CPU cores it takes minutes per epoch, so the notebook uses frozen features.
+  :func:`real_rankings_study` runs it end to end: per-prompt accuracy of each head and of "the
+  longer answer wins", with bootstrap intervals over prompts.
+- :func:`curve_headlines`: the level-2 numbers the notebook's verdict and checks quote.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from starling_lib.precision import autocast_context, resolve_precision
 from starling_lib.paths import runs_dir
 from starling_lib.reward.collate import ListwiseCollator
 from starling_lib.reward.data import prompt_folds, tinyworld_examples
-from starling_lib.reward.metrics import ranking_metrics
+from starling_lib.reward.metrics import bootstrap_ci, ranking_metrics
 from starling_lib.reward.theory import fit_linear_reward
 from starling_lib.reward.train import build_backbone, evaluate_reward_model, train_reward_model
 
@@ -243,3 +246,70 @@ def read_training_logs(run_dirs) -> pd.DataFrame:
             frame["run"] = Path(run_dir).name
             frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# ----------------------------------------------------------------------------------------------
+# The numbers notebook 02 quotes: one object per level, so its cells only call, plot and say
+
+def curve_headlines(curve: pd.DataFrame) -> dict:
+    """Level 2 in numbers, from :func:`learning_curve`'s table: ``gold_means`` (n x loss, mean held-out
+    gold accuracy over seeds), ``gap`` (K-wise minus pairwise by n), ``mean_gap``, ``mean_spread`` (the
+    seed-to-seed range of gold accuracy, averaged over n and losses) and ``rank_gold_agreement`` (how
+    often the given ranks agree with gold on held-out pairs: the judge's own ceiling)."""
+    gold = curve.groupby(["n_prompts", "loss"]).gold_pairwise_accuracy
+    gold_means = gold.mean().unstack("loss")
+    gap = gold_means["kwise"] - gold_means["pairwise"]
+    spread = gold.agg(lambda x: x.max() - x.min())
+    return {"gold_means": gold_means, "gap": gap, "mean_gap": float(gap.mean()), "mean_spread": float(spread.mean()),
+            "rank_gold_agreement": float(curve.rank_gold_agreement.mean())}
+
+
+@dataclasses.dataclass
+class RealRankingsStudy:
+    """Level 3: held-out accuracy of each model, per prompt, with 95 % bootstrap intervals over prompts.
+
+    ``summary``: one row per model (each loss and ``length``), columns ``vs GPT-4 ranking``, ``low``,
+    ``high`` (against the held-out GPT-4 ranking) and ``vs Nectar ranking``, ``low ``, ``high ``
+    (against Nectar's published ranking; the trailing spaces keep the results file's keys);
+    ``diff``: ``(mean, low, high)`` of K-wise minus pairwise per-prompt accuracy; ``agreement``:
+    :func:`judge_self_agreement`'s dict."""
+
+    summary: pd.DataFrame
+    diff: tuple
+    agreement: dict
+    n_rankings: int
+    n_prompts: int
+
+    def to_results(self, digits: int = 5) -> dict:
+        """The notebook's ``results["real"]``."""
+        return {"n_rankings": self.n_rankings, "n_prompts": self.n_prompts,
+                "agreement": self.agreement["pairwise_agreement"], "diff": self.diff,
+                "summary": self.summary.round(digits).reset_index().to_dict(orient="records")}
+
+    def describe(self) -> str:
+        """Two lines: the data, the judge's self-agreement, and the K-wise minus pairwise interval."""
+        m, lo, hi = self.diff
+        return (f"{self.n_rankings} rankings of {self.n_prompts} prompts; GPT-4 vs GPT-4 pairwise agreement "
+                f"{self.agreement['pairwise_agreement']:.3f} ({self.agreement['n_prompts']} prompts ranked more than once)\n"
+                f"K-wise - pairwise, per-prompt held-out accuracy: {m:+.4f} [{lo:+.4f}, {hi:+.4f}] "
+                "(95 % bootstrap over prompts)")
+
+
+def real_rankings_study(examples: list[dict], features: list[np.ndarray], losses=("kwise", "pairwise", "adjacent"),
+                        n_folds: int = 5, repeats: int = 4, l2: float = 1e-2, seed: int = 0) -> RealRankingsStudy:
+    """Level 3 end to end on embedded rankings: :func:`real_rankings_cv` for each loss next to
+    :func:`length_baseline`, averaged per prompt (the independent unit) and bootstrapped over prompts."""
+    cv = real_rankings_cv(examples, features, losses=losses, n_folds=n_folds, repeats=repeats, l2=l2, seed=seed)
+    table = pd.concat([cv, length_baseline(examples)], ignore_index=True)
+    per_prompt = per_prompt_accuracy(table)
+    per_prompt_nectar = per_prompt_accuracy(table, "nectar_pairwise_accuracy")
+    rows = []
+    for loss in per_prompt.columns:
+        m, lo, hi = bootstrap_ci(per_prompt[loss], seed=seed)
+        mn, lon, hin = bootstrap_ci(per_prompt_nectar[loss], seed=seed)
+        rows.append({"model": loss, "vs GPT-4 ranking": m, "low": lo, "high": hi,
+                     "vs Nectar ranking": mn, "low ": lon, "high ": hin})
+    return RealRankingsStudy(summary=pd.DataFrame(rows).set_index("model"),
+                             diff=bootstrap_ci(per_prompt["kwise"] - per_prompt["pairwise"], seed=seed),
+                             agreement=judge_self_agreement(examples), n_rankings=len(examples),
+                             n_prompts=len(per_prompt))

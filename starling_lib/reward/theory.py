@@ -306,3 +306,16 @@ def summarise_errors(df: pd.DataFrame, confidence: float = 0.95, reference: str 
                         "mse_ratio": float(ratio), "mse_ratio_low": float(ratio_low),
                         "mse_ratio_high": float(ratio_high)})
     return pd.DataFrame(out)
+
+
+def efficiency_headlines(df: pd.DataFrame, summary: pd.DataFrame, reference: str = "kwise",
+                         other: str = "pairwise") -> dict:
+    """What notebook 02's level 1 claims, from :func:`estimation_errors` (``df``) and
+    :func:`summarise_errors` (``summary``): ``slopes`` (per estimator, the log-log slope of mean error
+    against n; -1/2 at the parametric rate), ``pooled_mse_ratio`` (``other``'s squared errors summed
+    over every n and seed, over ``reference``'s: the stable efficiency number) and ``mse_ratio_range``
+    (the smallest and largest per-n ratio)."""
+    slopes = {name: np.polyfit(np.log(part.n), np.log(part.mean_error), 1)[0] for name, part in summary.groupby("estimator")}
+    pooled = float((df[df.estimator == other].error.values ** 2).sum() / (df[df.estimator == reference].error.values ** 2).sum())
+    ratios = summary[summary.estimator == other].mse_ratio
+    return {"slopes": slopes, "pooled_mse_ratio": pooled, "mse_ratio_range": (float(ratios.min()), float(ratios.max()))}
