@@ -11,7 +11,7 @@ import torch
 from starling_lib import cli
 from starling_lib.config import get_preset
 from starling_lib.paths import shared_data
-from starling_lib.reward import bench
+from starling_lib.reward import bench, findings
 from starling_lib.reward.collate import ListwiseCollator
 from starling_lib.reward.train import build_backbone
 
@@ -102,19 +102,19 @@ def test_notebook_tables_and_words(suite):
     lengths = bench.score_benchmarks(benchmarks, bench.length_scores)
     metrics = {"m": bench.bench_metrics(benchmarks, model, n_boot=200),
                "longer wins": bench.bench_metrics(benchmarks, lengths, n_boot=200, log_loss=False)}
-    table = bench.metric_table(metrics)
+    table = findings.metric_table(metrics)
     assert list(table.index) == ["m", "longer wins"] and list(table.columns) == list(bench.BENCHMARK_FILES)
     assert table.loc["m", "preference"] == pytest.approx(0.5) and table.loc["longer wins", "verbosity"] == 0.0
     assert table.loc["m", "truthfulness"] == pytest.approx(4 / 9)
-    losses = bench.metric_table(metrics, "log_loss", ["safety", "preference"])
+    losses = findings.metric_table(metrics, "log_loss", ["safety", "preference"])
     assert list(losses.columns) == ["safety", "preference"] and losses.loc["longer wins"].isna().all()
     entry = {"accuracy": 0.6436, "accuracy_low": 0.6, "accuracy_high": 0.68549}
-    assert bench.format_interval(entry) == "0.644 [0.600, 0.685]"
+    assert findings.format_interval(entry) == "0.644 [0.600, 0.685]"
     diffs = {"preference": (0.0104, -0.0142, 0.0361), "safety": (-0.2, -0.3, -0.1)}
-    assert bench.format_differences(diffs) == "preference +0.010 [-0.014, +0.036], safety -0.200 [-0.300, -0.100]"
-    assert bench.format_differences(diffs, skip=("preference",)) == "safety -0.200 [-0.300, -0.100]"
-    assert bench.differences_record(diffs)["safety"] == {"mean": -0.2, "low": -0.3, "high": -0.1}
-    assert [bench.model_name(k) for k in ("kwise", "pairwise", "minilm-ft-kwise", "minilm-ft-pairwise")] == [
+    assert findings.format_differences(diffs) == "preference +0.010 [-0.014, +0.036], safety -0.200 [-0.300, -0.100]"
+    assert findings.format_differences(diffs, skip=("preference",)) == "safety -0.200 [-0.300, -0.100]"
+    assert findings.differences_record(diffs)["safety"] == {"mean": -0.2, "low": -0.3, "high": -0.1}
+    assert [findings.model_name(k) for k in ("kwise", "pairwise", "minilm-ft-kwise", "minilm-ft-pairwise")] == [
         "MiniLM K-wise head", "MiniLM pairwise head", "MiniLM fine-tuned K-wise", "MiniLM fine-tuned pairwise"]
 
 

@@ -7,4 +7,5 @@
 - ``starling_rm``: the Starling-RM-7B-alpha checkpoint format (Llama-2 trunk + ``v_head``).
 - ``bench``: the Starling authors' reward-model benchmark (human preference, truthfulness, safety,
   verbosity): loaders, scoring, metrics with bootstrap intervals, length bias (``starling rm bench``).
+- ``study``, ``findings``, ``figures``: what notebooks 02 and 05 compute, say and draw (one call per cell).
 """
