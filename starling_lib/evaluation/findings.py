@@ -311,7 +311,7 @@ def _demo_runs(alpaca: pd.DataFrame):
 def tiny_verdict_checks(*, alpaca: pd.DataFrame, mt_scores: dict, gold_mt: pd.DataFrame, by_category: pd.DataFrame,
                         model_ids: dict[str, str]) -> dict[str, bool]:
     """The tiny verdict's claims: decoding decides the verdict (APA ahead sampled, SFT ahead greedy;
-    on MT-Bench ahead only in the T=0.7 categories), and the LC refit misleads where length is quality."""
+    on MT-Bench ahead only in T=0.7 categories), and the LC refit misleads where length is quality."""
     sft_t1, apa_t1, sft_t0, apa_t0 = _demo_runs(alpaca)
     gold = gold_mt.groupby("model").gold.mean()
     return {
@@ -325,8 +325,11 @@ def tiny_verdict_checks(*, alpaca: pd.DataFrame, mt_scores: dict, gold_mt: pd.Da
         "tiny: MT-Bench demo, SFT above APA overall, on the judge and on gold":
             mt_scores[model_ids["sft"]]["overall"] > mt_scores[model_ids["apa"]]["overall"]
             and gold["sft"] > gold["apa"],
-        "tiny: MT-Bench demo, APA ahead in the T=0.7 categories and behind in every T<=0.1 one (judge)": all(
-            (by_category.loc[c, "apa"] > by_category.loc[c, "sft"]) == c.endswith("T=0.7") for c in by_category.index),
+        # Which warm categories APA wins moved between runs (both in one bf16 run, roleplay only in the
+        # next, ~5 questions each); that it wins only warm ones, never a T<=0.1 one, held in both.
+        "tiny: MT-Bench demo, APA ahead in some T=0.7 category and in no T<=0.1 one (judge)":
+            bool(ahead := [c for c in by_category.index if by_category.loc[c, "apa"] > by_category.loc[c, "sft"]])
+            and all(c.endswith("T=0.7") for c in ahead),
         "tiny: greedy SFT's LC refit exceeds its raw win rate, which is closer to the gold win rate":
             sft_t0.lc_refit_no_difficulty > sft_t0.win_rate
             and abs(sft_t0.win_rate - sft_t0.gold_win_rate)
