@@ -42,7 +42,6 @@ from typing import Callable
 import numpy as np
 
 from starling_lib.paths import shared_data
-from starling_lib.reward.collate import best_first_order
 from starling_lib.reward.metrics import bootstrap_ci
 
 BENCHMARK_FILES = {"preference": "preference_benchmark.json", "truthfulness": "truthful_qa_benchmark.json",
@@ -242,24 +241,11 @@ def minilm_head_scores(benchmarks: dict[str, Benchmark], heads: dict[str, np.nda
     return {head: {name: f @ theta for name, f in features.items()} for head, theta in heads.items()}
 
 
-def stack_best_first(features: list[np.ndarray], examples: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """``(n, K, d)`` features with each row best first by the example's ranks, and the ``(n, K)``
-    mask of present answers (rows with fewer answers are padded): what
-    :func:`.theory.fit_linear_reward` takes."""
-    k = max(len(f) for f in features)
-    x = np.zeros((len(features), k, features[0].shape[1]))
-    mask = np.zeros((len(features), k), dtype=bool)
-    for i, (f, example) in enumerate(zip(features, examples)):
-        order = best_first_order(example)
-        x[i, :len(order)], mask[i, :len(order)] = f[order], True
-    return x, mask
-
-
 def fit_minilm_heads(examples: list[dict], losses=("kwise", "pairwise"), l2: float = 1e-2, max_length: int = 256,
                      dtype: str = "auto", log=None) -> dict[str, np.ndarray]:
     """``{loss: θ}``: linear reward heads on frozen MiniLM features fitted to **all** ``examples``
     (notebook 02's level 3 without cross-validation: here the benchmark items are the held-out set)."""
-    from starling_lib.reward.study import minilm_features
+    from starling_lib.reward.study import minilm_features, stack_best_first
     from starling_lib.reward.theory import fit_linear_reward
 
     x, mask = stack_best_first(minilm_features(examples, max_length=max_length, dtype=dtype, log=log), examples)

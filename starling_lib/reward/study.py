@@ -35,7 +35,7 @@ from starling_lib.data.tinyworld import generate_world
 from starling_lib.models import minilm_reward_model, resolve_device
 from starling_lib.precision import autocast_context, resolve_precision
 from starling_lib.paths import runs_dir
-from starling_lib.reward.collate import ListwiseCollator
+from starling_lib.reward.collate import ListwiseCollator, best_first_order
 from starling_lib.reward.data import prompt_folds, tinyworld_examples
 from starling_lib.reward.metrics import bootstrap_ci, ranking_metrics
 from starling_lib.reward.theory import fit_linear_reward
@@ -138,19 +138,17 @@ def minilm_features(examples: list[dict], max_length: int = 256, batch_size: int
     return [table[[index[(e["prompt_text"], a)] for a in e["answers"]]] for e in examples]
 
 
-def _best_first(features: np.ndarray, ranks) -> np.ndarray:
-    return features[np.argsort(np.asarray(ranks, dtype=float), kind="stable")]
-
-
-def _stack(features: list[np.ndarray], examples: list[dict], rank_key: str):
-    """(n, K, d) best-first features and (n, K) mask; rows with fewer answers are padded."""
+def stack_best_first(features: list[np.ndarray], examples: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, K, d)`` features with each row best first by the example's ranks, and the ``(n, K)``
+    mask of present answers (rows with fewer answers are padded): what
+    :func:`.theory.fit_linear_reward` takes."""
     k = max(len(f) for f in features)
-    out = np.zeros((len(features), k, features[0].shape[1]))
+    x = np.zeros((len(features), k, features[0].shape[1]))
     mask = np.zeros((len(features), k), dtype=bool)
-    for i, (f, e) in enumerate(zip(features, examples)):
-        out[i, :len(f)] = _best_first(f, e[rank_key])
-        mask[i, :len(f)] = True
-    return out, mask
+    for i, (f, example) in enumerate(zip(features, examples)):
+        order = best_first_order(example)
+        x[i, :len(order)], mask[i, :len(order)] = f[order], True
+    return x, mask
 
 
 def _score_table(scores: list[np.ndarray], examples: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -176,7 +174,7 @@ def real_rankings_cv(examples: list[dict], features: list[np.ndarray], losses=("
     for repeat in range(repeats):
         for fold, test in enumerate(prompt_folds(examples, n_folds, seed=seed + repeat)):
             train = np.setdiff1d(np.arange(len(examples)), test)
-            x_train, m_train = _stack([features[i] for i in train], [examples[i] for i in train], "ranks")
+            x_train, m_train = stack_best_first([features[i] for i in train], [examples[i] for i in train])
             held = [examples[i] for i in test]
             for loss in losses:
                 theta = fit_linear_reward(x_train, loss, mask=m_train, l2=l2)
