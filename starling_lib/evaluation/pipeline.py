@@ -27,10 +27,9 @@ from starling_lib.evaluation import alpaca_eval, mt_bench
 from starling_lib.evaluation.answers import HFChatGenerator, ServerChatGenerator, generate_mt_bench_answers
 from starling_lib.evaluation.simulated import SimulatedAlpacaJudge, SimulatedMTBenchJudge
 from starling_lib.judge.endpoint import default_cache_path, open_judge
-from starling_lib.models import resolve_device
 from starling_lib.paths import runs_dir
 from starling_lib.policy.pipeline import load_policy
-from starling_lib.precision import runtime_dtype
+from starling_lib.precision import resolve_device, runtime_dtype
 
 Log = Callable[[str], None]
 

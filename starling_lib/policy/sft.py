@@ -31,9 +31,9 @@ from trl import SFTConfig, SFTTrainer
 
 from starling_lib.config import Preset
 from starling_lib.data.chat import prompt_to_messages
-from starling_lib.models import quiet_transformers, resolve_device
+from starling_lib.models import quiet_transformers
 from starling_lib.paths import runs_dir
-from starling_lib.precision import resolve_precision, trainer_precision_args
+from starling_lib.precision import resolve_device, resolve_precision, trainer_precision_args
 from starling_lib.progress import progress_enabled
 from starling_lib.policy.pipeline import load_policy
 from starling_lib.reward.train import JsonlLogCallback, RewardRun

@@ -27,8 +27,7 @@ import torch
 from starling_lib.config import Preset
 from starling_lib.data.chat import prompt_to_messages
 from starling_lib.data.gold import gold_reward
-from starling_lib.models import resolve_device
-from starling_lib.precision import runtime_dtype
+from starling_lib.precision import resolve_device, runtime_dtype
 from starling_lib.policy.rollout import (RewardScorer, decode_responses, encode_prompts, forward_tokens,
                                          sample_responses)
 from starling_lib.policy.train import train_policy

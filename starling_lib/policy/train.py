@@ -51,12 +51,11 @@ import torch.distributed as dist
 from starling_lib.config import PolicyConfig, Preset
 from starling_lib.losses import (POLICY_ALGOS, apa_loss, awr_loss, gae_advantages, kl_penalized_rewards, masked_mean,
                                  masked_whiten, ppo_loss, value_loss)
-from starling_lib.models import resolve_device
 from starling_lib.policy.models import (ActorCritic, add_lora, freeze_all_but_last, frozen_reference, is_lora,
                                         reference_context)
 from starling_lib.policy.rollout import (Rollout, RewardScorer, RunningMoments, decode_responses, encode_prompts,
                                          forward_tokens, gold_scores, sample_responses)
-from starling_lib.precision import autocast_context, resolve_precision
+from starling_lib.precision import autocast_context, resolve_device, resolve_precision
 from starling_lib.progress import progress_bar
 
 CHECKPOINT_FORMAT = 1

@@ -32,8 +32,8 @@ import torch
 
 from starling_lib.config import Preset
 from starling_lib.data.tinyworld import generate_world
-from starling_lib.models import minilm_reward_model, resolve_device
-from starling_lib.precision import autocast_context, resolve_precision
+from starling_lib.models import minilm_reward_model
+from starling_lib.precision import autocast_context, resolve_device, resolve_precision
 from starling_lib.paths import runs_dir
 from starling_lib.reward.collate import ListwiseCollator, best_first_order
 from starling_lib.reward.data import prompt_folds, tinyworld_examples

@@ -38,9 +38,9 @@ from starling_lib.config import Preset, RewardConfig
 from starling_lib.data.chat import LLAMA2_TEMPLATE
 from starling_lib.losses import LOSS_TYPES, ranking_loss
 from starling_lib.models import (build_tiny_assets, load_reward_model, minilm_reward_model, quiet_transformers,
-                                 resolve_device, tiny_causal_lm)
+                                 tiny_causal_lm)
 from starling_lib.paths import runs_dir, saved_model_dir
-from starling_lib.precision import autocast_context, resolve_precision, runtime_dtype, trainer_precision_args
+from starling_lib.precision import autocast_context, resolve_device, resolve_precision, runtime_dtype, trainer_precision_args
 from starling_lib.progress import progress_enabled
 from starling_lib.reward.collate import ListwiseCollator, scatter_rewards
 from starling_lib.reward.metrics import ranking_metrics
