@@ -15,7 +15,8 @@ NOTEBOOK_PARAMETERS = ("preset", "seed", "figures_dir", "shared_data_dir", "over
 
 
 def _name(requirement: str) -> str:
-    return re.split(r"[<>=!~\[ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+    """The package with its extras: ``transformers[serving]`` (dev) is listed beside ``transformers``."""
+    return re.split(r"[<>=!~ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
 
 
 def test_environment_yml_lists_the_same_packages_as_pyproject():
