@@ -130,6 +130,9 @@ class JudgeConfig:
     """Sampling temperature sent with every request (part of the cache key)."""
     max_tokens: int = 2048
     """Completion token limit sent with every request (part of the cache key)."""
+    context_tokens: int | None = None
+    """The model's context window (prompt + completion tokens), checked before a run sends anything
+    (:mod:`starling_lib.judge.context`); ``None``: as the server reports it, else unchecked; 0: no check."""
     cache_path: str | None = None
     """SQLite answer cache; ``None`` means ``<runs>/judge/cache.sqlite``."""
     prices: dict[str, list[float]] = field(default_factory=dict)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from starling_lib.config import JudgeConfig
 from starling_lib.evaluation.answers import ERROR_ANSWER, category_temperature
 from starling_lib.evaluation.mt_bench import (
     DEMO_DIR, NEED_REF_CATS, Question, build_pairwise_requests, build_single_requests,
@@ -66,7 +67,9 @@ def test_prompt_selection_matches_fastchat(real):
     req, item = by_id["m/101/t1"]  # reasoning: reference-guided, the reference filled in
     assert item["prompt_name"] == "single-math-v1" and item["category"] == "reasoning"
     assert req.messages[0] == {"role": "system", "content": prompts["single-math-v1"].system_prompt}
-    assert req.params == {"temperature": 0, "max_tokens": 2048}
+    # FastChat sends temperature 0 and max_tokens 2048; our max_tokens is judge.max_tokens (2048 by default),
+    # so a judge with a short context can be given less
+    assert req.params == {"temperature": 0} and JudgeConfig().max_tokens == 2048
     user = req.messages[1]["content"]
     assert refs[101][0] in user and answers[101][0] in user and questions[20].turns[0] in user
     assert refs[101][1] not in user and answers[101][1] not in user

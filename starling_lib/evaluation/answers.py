@@ -80,7 +80,11 @@ class HFChatGenerator:
 
 class ServerChatGenerator:
     """Any OpenAI-compatible chat server, through a :class:`~starling_lib.judge.client.JudgeClient`
-    whose ``config.model`` is the model that answers (cached, retried, concurrent)."""
+    whose ``config.model`` is the model that answers (cached, retried, concurrent).
+
+    The server decides how it honours ``temperature``: ``transformers serve`` (5.23) samples only when
+    the model's ``generation_config.json`` asks for sampling, and otherwise answers greedily at every
+    temperature (tests/test_transformers_serve.py)."""
 
     def __init__(self, client, *, max_tokens: int = 1024, name: str | None = None):
         self.client, self.max_tokens = client, max_tokens
@@ -96,7 +100,10 @@ class ServerChatGenerator:
                                                   "seed": seed})
                     for i, conv in enumerate(conversations)]
         self.last_report = self.client.run(requests, desc=f"generate {self.name}")
-        return [r.text if r.ok else None for r in self.last_report.results]
+        # Stripped like HFChatGenerator's replies (and FastChat's gen_model_answer outputs): a served
+        # model then writes the answers it writes locally, and its second turn sees the same first
+        # answer (transformers serve returns the decoded text as is, often with a leading newline).
+        return [r.text.strip() if r.ok else None for r in self.last_report.results]
 
 
 # ---------------------------------------------------------------------------------------------- plan

@@ -40,7 +40,7 @@ def _quiet(line: str) -> None:
 
 def judge_client(preset: Preset, *, model: str, bench: str, simulated: Callable[[dict], object] | None = None,
                  base_url: str | None = None, cache: str | Path | None = None, max_retries: int | None = None,
-                 progress: bool = True, log: Log | None = None):
+                 progress: bool | None = None, log: Log | None = None):
     """:func:`open_judge` for ``preset.judge`` with the CLI's defaults: the answer cache under
     ``runs/judge/`` (its own file when simulated), ``model`` and ``max_retries`` overrides."""
     overrides = {"model": model} | ({"max_retries": max_retries} if max_retries is not None else {})
@@ -92,7 +92,7 @@ def mt_bench_generate(preset: Preset, model_id: str, *, model: str | None = None
         else:
             client = stack.enter_context(judge_client(preset, model=served_model or model_id, bench=f"{bench.name}-generate",
                                                       base_url=base_url, cache=cache, max_retries=max_retries,
-                                                      progress=not quiet, log=log))
+                                                      progress=False if quiet else None, log=log))
             generator = ServerChatGenerator(client, max_tokens=max_new_tokens, name=model_id)
         report = generate_mt_bench_answers(bench.questions, generator, model_id, answer_dir,
                                            batch_size=batch_size or preset.eval.batch_size, seed=preset.runtime.seed,
@@ -133,7 +133,7 @@ def mt_bench_judge(preset: Preset, model_ids: list[str], *, mode: str = "single"
         f"references {references_path or 'none'}")
     with judge_client(preset, model=judge_model, bench=bench.name,
                       simulated=SimulatedMTBenchJudge().respond if simulated else None, base_url=base_url,
-                      cache=cache, max_retries=max_retries, progress=not quiet, log=log) as client:
+                      cache=cache, max_retries=max_retries, progress=False if quiet else None, log=log) as client:
         if mode == "single":
             rows, report = mt_bench.judge_single(bench.questions, loaded, judge_prompts, client,
                                                  references=reference_rows, model_ids=model_ids)
@@ -164,7 +164,7 @@ def alpaca_eval_judge(preset: Preset, outputs: str | Path, reference: str | Path
         f"judge {judge_model}{' (simulated)' if simulated else ''}, out {out}")
     with judge_client(preset, model=judge_model, bench="alpaca_eval",
                       simulated=SimulatedAlpacaJudge().respond if simulated else None, base_url=base_url,
-                      cache=cache, max_retries=max_retries, progress=not quiet, log=log) as client:
+                      cache=cache, max_retries=max_retries, progress=False if quiet else None, log=log) as client:
         annotations, report = alpaca_eval.judge_outputs(model_outputs, reference_outputs, client, style=style,
                                                         seed=seed)
     alpaca_eval.write_annotations(out, annotations)

@@ -7,6 +7,7 @@
   with retries, a persistent answer cache, validation of answers, and usage / cost accounting.
 - :mod:`~starling_lib.judge.records`: :class:`JudgeRequest`, :class:`JudgeResult`, the run report, prices.
 - :mod:`~starling_lib.judge.cache`: the SQLite answer cache a killed run resumes from.
+- :mod:`~starling_lib.judge.context`: does a run fit the model's context window (checked before sending).
 - :mod:`~starling_lib.judge.simulated`: an offline judge with a position-bias profile per strategy.
 - :mod:`~starling_lib.judge.rank`: prompts → judge → parsed rankings, for many rows.
 - :mod:`~starling_lib.judge.server`: a local OpenAI-compatible server that serves a simulated judge

@@ -17,7 +17,12 @@ prompts. At that scale every failure mode of a remote API shows up: 429s with ``
   a run are sent once;
 - a :class:`~starling_lib.judge.records.JudgeRunReport` with token usage, cost from
   :data:`~starling_lib.judge.records.DEFAULT_PRICES` and failures by kind, logged as one
-  paragraph at the end.
+  paragraph at the end; a progress bar over the requests meanwhile
+  (:func:`~starling_lib.progress.progress_bar`);
+- before the first request, a run that cannot fit the model's context window (prompt +
+  ``max_tokens``, when the window is known: :mod:`~starling_lib.judge.context`) raises
+  :class:`~starling_lib.judge.context.ContextError` naming the setting, instead of sending
+  requests that would each generate for minutes.
 
 The API key comes from ``api_key=`` or ``$OPENAI_API_KEY`` (``JudgeConfig.api_key_env``) and
 travels only in the ``Authorization`` header: it is not in the cache, the logs, the report, the
@@ -41,12 +46,13 @@ from typing import Callable, Iterable
 from urllib.parse import urlparse
 
 import openai
-from tqdm.auto import tqdm
 
 from starling_lib.config import JudgeConfig
 from starling_lib.judge.cache import JudgeCache, request_key
+from starling_lib.judge.context import check_context, lookup_window
 from starling_lib.judge.records import JudgeRequest, JudgeResult, JudgeRunReport, estimate_cost
 from starling_lib.paths import runs_dir
+from starling_lib.progress import progress_bar
 
 _RETRYABLE_STATUS = {408, 409, 429}
 _STATUS_KIND = {400: "bad_request", 401: "auth_error", 403: "forbidden", 404: "not_found",
@@ -109,9 +115,10 @@ class JudgeClient:
 
     def __init__(self, config: JudgeConfig | None = None, *, api_key: str | None = None,
                  base_url: str | None = None, cache_path: str | Path | None = None,
-                 validate: Callable[[str], object] | None = None, progress: bool = True,
+                 validate: Callable[[str], object] | None = None, progress: bool | None = None,
                  log: Callable[[str], None] | None = None, **overrides):
         """``validate(text)`` raising any exception marks an answer invalid (retried, not cached);
+        ``progress``: the bar over a run's requests (``None``: on unless ``$STARLING_PROGRESS`` is 0);
         ``overrides`` set :class:`~starling_lib.config.JudgeConfig` fields (``max_concurrency=8``)."""
         config = config or JudgeConfig()
         unknown = set(overrides) - {f.name for f in dataclasses.fields(JudgeConfig)}
@@ -134,6 +141,7 @@ class JudgeClient:
         self.log = log or _stderr
         self._rng = random.Random()
         self._sync_client: openai.OpenAI | None = None
+        self._window_looked_up, self._window = False, None  # the context window, asked once per client
         self.on_close: list[Callable[[], None]] = []
         """Run by :meth:`close`, last added first (e.g. stopping the local server behind the client)."""
 
@@ -270,8 +278,8 @@ class JudgeClient:
                 todo.setdefault(key, []).append(i)
 
         run = {"n_sent": 0, "prompt_tokens": 0, "completion_tokens": 0, "auth_logged": False}
-        bar = tqdm(total=len(requests), initial=len(requests) - sum(map(len, todo.values())),
-                   desc=desc, unit="req", disable=not self.progress)
+        bar = progress_bar(total=len(requests), initial=len(requests) - sum(map(len, todo.values())),
+                           desc=desc, unit="req", progress=self.progress)
         semaphore = asyncio.Semaphore(self.config.max_concurrency)
         queue = iter(todo.items())
 
@@ -291,12 +299,24 @@ class JudgeClient:
                 # Twice as many workers as slots, so items sleeping in a backoff leave slots busy.
                 n_workers = min(len(todo), 2 * self.config.max_concurrency)
                 async with self._async_client() as aclient:
+                    await self._check_context(aclient, [prepared[indices[0]] for indices in todo.values()], desc, run)
                     await asyncio.gather(*(worker(aclient) for _ in range(n_workers)))
         finally:
             bar.close()
         report = self._report(results, run, time.perf_counter() - start)
         self.log(report.format_text())
         return report
+
+    async def _check_context(self, aclient, todo: list, desc: str, run: dict) -> None:
+        """:func:`~starling_lib.judge.context.check_context` on the requests about to be sent."""
+        if not self._window_looked_up:
+            self._window = await lookup_window(aclient, self.config.model, configured=self.config.context_tokens,
+                                               local_server=urlparse(self.base_url).hostname in _LOCAL_HOSTS)
+            self._window_looked_up = True
+        checked = await check_context(aclient, self.config.model, self._window, todo, desc=desc,
+                                      where=self.base_url, usage=run)
+        if checked is not None:
+            self.log(f"{desc}: {checked.describe()}")
 
     def _still_valid(self, text: str) -> bool:
         """Cached answers are re-checked, so a stricter validator re-asks what it now rejects."""

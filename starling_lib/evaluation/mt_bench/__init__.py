@@ -15,7 +15,8 @@ FastChat correspondence (``common.py`` / ``gen_judgment.py`` / ``show_result.py`
 - prompt choice: categories in :data:`NEED_REF_CATS` get the reference-guided ``*-math-v1`` prompts,
   the rest ``single-v1`` / ``pair-v2``; turn 2 uses the ``-multi-turn`` variant, which sees both
   questions, both answers (and both references);
-- the system message is the prompt's ``system_prompt``; temperature 0, ``max_tokens`` 2048;
+- the system message is the prompt's ``system_prompt``; temperature 0, ``max_tokens`` 2048 (our
+  ``judge.max_tokens``, whose default it is);
 - ratings are read with ``\\[\\[(\\d+\\.?\\d*)\\]\\]``, falling back to ``\\[(\\d+\\.?\\d*)\\]``;
   verdicts are ``[[A]]`` / ``[[B]]`` / ``[[C]]`` (tie), checked in that order;
 - pairwise: each pair is judged in both orders; the verdicts agree → that winner, else a tie

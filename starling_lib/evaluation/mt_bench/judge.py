@@ -16,7 +16,10 @@ from starling_lib.evaluation.mt_bench.files import JudgePrompt, Question
 from starling_lib.judge.records import JudgeRequest
 
 NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")  # FastChat common.py
-JUDGE_PARAMS = {"temperature": 0, "max_tokens": 2048}  # FastChat chat_completion_openai call
+# FastChat's chat_completion_openai sends temperature 0 and max_tokens 2048; max_tokens is left to
+# judge.max_tokens (default 2048, the same requests and cache keys), so a judge with a short context
+# can be asked for less (starling_lib.judge.context checks it fits).
+JUDGE_PARAMS = {"temperature": 0}
 
 # FastChat common.py one_score_pattern / one_score_pattern_backup.
 ONE_SCORE_PATTERN = re.compile(r"\[\[(\d+\.?\d*)\]\]")
