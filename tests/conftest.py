@@ -1,5 +1,5 @@
-"""Shared test set-up: offline hub, headless plotting, the optional published data, and a fake
-OpenAI-compatible server with a judge client for it."""
+"""Shared test set-up: offline hub, headless plotting, the optional published data, a fake
+OpenAI-compatible server with a judge client for it, and a saved tiny policy."""
 
 import os
 
@@ -40,6 +40,21 @@ def ratings_dir():
 def experiments_dir():
     """``../shared/data/starling_experiments`` (the authors' other GPT-4 judge logs); skips when absent."""
     return _shared_or_skip("starling_experiments", "published judge-experiment logs")
+
+
+@pytest.fixture(scope="session")
+def tiny_policy_dir(tmp_path_factory):
+    """The smoke preset's (untrained) tiny policy saved as a model folder (read it, don't write to it)."""
+    from starling_lib.config import get_preset
+    from starling_lib.policy.pipeline import load_policy
+
+    root = tmp_path_factory.mktemp("policy")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STARLING_RUNS", str(root / "runs"))
+        model, tokenizer = load_policy(get_preset("smoke"))
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    return root / "model"
 
 
 # A key that must never leak (the judge-client tests look for it in caches, logs and reports).

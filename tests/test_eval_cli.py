@@ -115,21 +115,6 @@ def test_alpaca_judge_simulated_writes_annotations(capsys, tmp_path):
 
 # ---- MT-Bench --------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def tiny_policy_dir(tmp_path_factory):
-    """The smoke preset's (untrained) tiny policy saved as a model folder."""
-    from starling_lib.config import get_preset
-    from starling_lib.policy.pipeline import load_policy
-
-    root = tmp_path_factory.mktemp("policy")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STARLING_RUNS", str(root / "runs"))
-        model, tokenizer = load_policy(get_preset("smoke"))
-    model.save_pretrained(root / "model")
-    tokenizer.save_pretrained(root / "model")
-    return root / "model"
-
-
 def test_mt_bench_generate_judge_score_on_the_demo_set(capsys, runs, tiny_policy_dir):
     gen = ("mt-bench", "generate", "--model-id", "tiny", "--model", tiny_policy_dir, "--preset", "smoke",
            "--limit", 4, "--max-new-tokens", 8, "--json")
