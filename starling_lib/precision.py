@@ -7,10 +7,17 @@ what the hardware *has*, never from the machine a default was tuned on:
 
 - CUDA: bf16 where ``torch.cuda.is_bf16_supported()``, else fp32 (fp16 needs loss scaling: ask for
   it explicitly).
-- CPU: bf16 only when the CPU has native bf16 instructions: ``avx512_bf16`` or ``amx_bf16`` on
-  x86 (Intel Cooper Lake / Sapphire Rapids and later, AMD Zen 4 and later), ``bf16`` on ARM
-  (ARMv8.6); read from ``/proc/cpuinfo``. Where that file cannot be read (macOS, Windows), one
-  small matmul is timed in both dtypes and bf16 is taken only when it is clearly faster.
+- CPU: fp32. Without native bf16 instructions (``avx512_bf16`` / ``amx_bf16`` on x86, ``bf16`` on
+  ARMv8.6; read from ``/proc/cpuinfo``) bf16 is emulated and many times slower. With them, native
+  is still not faster for this project's work: on a 2-core AMD EPYC with avx512_bf16, where a
+  512x512 matmul is 5x faster in bf16, ``make reproduce`` on tiny ran 02 in 189 s and 03 in 399 s
+  in bf16 against 154 s and 326 s in fp32 (reward-model training 74 s against 25 s, MiniLM
+  encodings 28 s against 24 s; small matrices, in a new shape nearly every batch).
+  A synthetic probe of forward and backward passes at varying lengths said the
+  opposite (bf16 at 0.62-0.77x of fp32's time, flipping with the thread count), so no probe
+  decides: fp32 is what holds on every CPU. ``runtime.dtype=bf16`` (or ``STARLING_DTYPE=bf16``)
+  still runs bf16 autocast for anyone whose own measurement
+  (``benchmarks/bench_reproduce.py --dtype bf16``) says it pays.
 - anything else (MPS, XLA): fp32.
 
 ``STARLING_DTYPE=fp32|bf16|fp16`` in the environment decides ``auto`` for a whole run (tests, CI,
@@ -36,9 +43,6 @@ TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.flo
 ENV_VAR = "STARLING_DTYPE"
 # CPU flags that mean bf16 runs in hardware: x86 (AVX512-BF16, AMX-BF16), ARMv8.6 (BF16).
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
-# Without readable flags, bf16 must beat fp32 by this factor on the probe matmul to be chosen,
-# so timing noise cannot flip the choice on hardware where the two are close.
-PROBE_MARGIN = 0.7
 
 
 @dataclass(frozen=True)
@@ -137,12 +141,10 @@ def auto_dtype(device_type: str) -> tuple[str, str]:
         return "fp32", "auto: this CUDA device has no bf16"
     if device_type == "cpu":
         native, why = cpu_native_bf16()
-        if native is None:
-            ratio = bf16_probe_ratio()
-            if ratio <= PROBE_MARGIN:
-                return "bf16", f"auto: CPU flags unreadable ({why}); a bf16 matmul took {ratio:.2f}x fp32's time"
-            return "fp32", f"auto: CPU flags unreadable ({why}); a bf16 matmul took {ratio:.2f}x fp32's time"
-        return ("bf16" if native else "fp32"), f"auto: {why}"
+        if native:
+            return "fp32", (f"auto: fp32 on CPU; {why}, but bf16 autocast measured slower end to end on such a "
+                            "CPU (runtime.dtype=bf16 to use it anyway)")
+        return "fp32", f"auto: fp32 on CPU; {why}"
     return "fp32", f"auto: fp32 on {device_type}"
 
 
@@ -170,23 +172,6 @@ def native_bf16_from_cpuinfo(text: str) -> tuple[bool | None, str]:
     if found:
         return True, f"the CPU has native bf16 ({', '.join(found)})"
     return False, "the CPU has no native bf16 (no avx512_bf16 / amx_bf16 / bf16 flag): bf16 would be emulated"
-
-
-@functools.lru_cache(maxsize=None)
-def bf16_probe_ratio(size: int = 256, repeats: int = 5) -> float:
-    """bf16 / fp32 time of a ``size`` x ``size`` matmul (best of ``repeats``): once per process."""
-    def best(dtype):
-        a = torch.randn(size, size, generator=torch.Generator().manual_seed(0)).to(dtype)
-        b = a.t().contiguous()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    best(torch.float32)  # warm-up
-    return best(torch.bfloat16) / max(best(torch.float32), 1e-9)
 
 
 def trainer_precision_args(precision: Precision) -> dict:
