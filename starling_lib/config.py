@@ -488,7 +488,15 @@ def _smoke() -> Preset:
 
 
 def _tiny() -> Preset:
-    return Preset(name="tiny")
+    # Sized for the 15-minute budget in fp32 on a 2-core CPU without bf16 (issue 15): a policy of 2
+    # blocks at width 256 (1.96M parameters; it fits the SFT data better than 4 blocks at width 128,
+    # loss 1.18 vs 2.69) and a reward model of 4 blocks at width 128 (the same held-out gold accuracy
+    # as width 256, 0.869 vs 0.855, in a third of the time). Notebook 03 ran 740 s -> 315 s in fp32.
+    return Preset(
+        name="tiny",
+        policy_model=ModelConfig(num_hidden_layers=2),
+        reward_model=ModelConfig(hidden_size=128, intermediate_size=344),
+    )
 
 
 def _full() -> Preset:

@@ -93,7 +93,11 @@ def test_tiny_verdict_checks_and_verdict_from_the_runs():
     assert "APA is ahead in writing (the T = 0.7 categories: writing)" in text
     assert "SFT 4.00 and APA 2.50 (gold 3.00 vs 2.00)" in text and "wins 0.35" in text
     assert "average 68 characters against the reference's 182" in text and "46.8 % against the raw 27.4 %" in text
-    assert "closer to the raw number" in text
+    assert "a shift of +19.4 points, beyond two standard errors (± 2.0); the gold win rate (23.8 %) is closer to the raw number" in text
+    small = _alpaca().assign(lc_refit_no_difficulty=[22.2, 7.7, 18.8, 22.0], win_rate=[22.7, 7.3, 16.8, 25.6])
+    assert "a shift of -0.5 points, within two standard errors (± 2.0): length control makes no measurable" in (
+        findings.demo_verdict(alpaca=small, mt_scores=_scores(), gold_mt=gold, by_category=judge,
+                              pair={"win_rate": 0.35}, model_ids=MODEL_IDS, reference={"avg_length": 182}))
     # the same cells on a run where sampling does not help APA say so
     flipped = _alpaca().assign(win_rate=[27.4, 7.3, 25.6, 16.8])
     assert "APA does not beat its SFT start" in findings.demo_verdict(

@@ -149,7 +149,16 @@ def test_parameter_counts_of_the_presets(smoke, tokenizer):
                    models.count_parameters(models.tiny_reward_model(tiny.reward_model, tiny_tok))]
     smoke_counts = [models.count_parameters(models.tiny_causal_lm(smoke.policy_model, tokenizer)),
                     models.count_parameters(models.tiny_reward_model(smoke.reward_model, tokenizer))]
-    assert all(2_000_000 <= n <= 6_000_000 for n in tiny_counts), tiny_counts
+    vocab = len(tiny_tok)
+
+    def by_hand(cfg, head):  # Llama: attention q,o (h x h) and k,v (h x kv*d), gated MLP (3 h x m), 2 norms per block
+        h, d = cfg.hidden_size, cfg.hidden_size // cfg.num_attention_heads
+        block = 2 * h * h + 2 * h * cfg.num_key_value_heads * d + 3 * h * cfg.intermediate_size + 2 * h
+        return cfg.num_hidden_layers * block + vocab * h + h + head * h  # + embeddings, final norm, head
+
+    # tiny: a 2-block policy at width 256 (untied lm_head: vocab x 256) and a 4-block RM at width 128 (scalar head)
+    assert tiny_counts == [by_hand(tiny.policy_model, vocab), by_hand(tiny.reward_model, 1)]
+    assert vocab == 999 and tiny_counts == [1_962_752, 854_144]  # BPE runs out of merges at 999
     assert all(50_000 <= n <= 300_000 for n in smoke_counts), smoke_counts
 
 

@@ -311,7 +311,7 @@ def _demo_runs(alpaca: pd.DataFrame):
 def tiny_verdict_checks(*, alpaca: pd.DataFrame, mt_scores: dict, gold_mt: pd.DataFrame, by_category: pd.DataFrame,
                         model_ids: dict[str, str]) -> dict[str, bool]:
     """The tiny verdict's claims: decoding decides the verdict (APA ahead sampled, SFT ahead greedy;
-    on MT-Bench ahead only in T=0.7 categories), and the LC refit misleads where length is quality."""
+    on MT-Bench ahead only in T=0.7 categories)."""
     sft_t1, apa_t1, sft_t0, apa_t0 = _demo_runs(alpaca)
     gold = gold_mt.groupby("model").gold.mean()
     return {
@@ -330,10 +330,9 @@ def tiny_verdict_checks(*, alpaca: pd.DataFrame, mt_scores: dict, gold_mt: pd.Da
         "tiny: MT-Bench demo, APA ahead in some T=0.7 category and in no T<=0.1 one (judge)":
             bool(ahead := [c for c in by_category.index if by_category.loc[c, "apa"] > by_category.loc[c, "sft"]])
             and all(c.endswith("T=0.7") for c in ahead),
-        "tiny: greedy SFT's LC refit exceeds its raw win rate, which is closer to the gold win rate":
-            sft_t0.lc_refit_no_difficulty > sft_t0.win_rate
-            and abs(sft_t0.win_rate - sft_t0.gold_win_rate)
-            < abs(sft_t0.lc_refit_no_difficulty - sft_t0.gold_win_rate),
+        # No claim about the LC refit: how far it moves greedy SFT depends on how short those answers come
+        # out (+19 points at 68 characters in one run, -0.5 at 114 in the next, both seed 0), so
+        # the verdict only reports the shift against its standard error (demo_verdict).
     }
 
 
@@ -353,8 +352,14 @@ def demo_verdict(*, alpaca: pd.DataFrame, mt_scores: dict, gold_mt: pd.DataFrame
     gold = gold_mt.groupby("model").gold.mean()
     warm = [c.split("\n")[0] for c in by_category.index if c.endswith("T=0.7")]
     apa_ahead = [c.split("\n")[0] for c in by_category.index if by_category.loc[c, "apa"] > by_category.loc[c, "sft"]]
-    lc_side = ("raw" if abs(sft_t0.win_rate - sft_t0.gold_win_rate)
-               < abs(sft_t0.lc_refit_no_difficulty - sft_t0.gold_win_rate) else "LC refit")
+    shift = sft_t0.lc_refit_no_difficulty - sft_t0.win_rate
+    closer = ("raw" if abs(sft_t0.win_rate - sft_t0.gold_win_rate)
+              < abs(sft_t0.lc_refit_no_difficulty - sft_t0.gold_win_rate) else "LC refit")
+    lc_effect = (f"a shift of {shift:+.1f} points, beyond two standard errors (± {sft_t0.standard_error:.1f}); the gold win "
+                 f"rate ({sft_t0.gold_win_rate:.1f} %) is closer to the {closer} number"
+                 if abs(shift) > 2 * sft_t0.standard_error else
+                 f"a shift of {shift:+.1f} points, within two standard errors (± {sft_t0.standard_error:.1f}): length "
+                 f"control makes no measurable difference to this run")
     return "\n".join([
         f"- **AlpacaEval demo, sampled at the temperature APA was tuned at (T = 1):** APA "
         f"{_beats(apa_t1.win_rate, sft_t1.win_rate)} its SFT start, {apa_t1.win_rate:.1f} % vs {sft_t1.win_rate:.1f} % "
@@ -369,6 +374,6 @@ def demo_verdict(*, alpaca: pd.DataFrame, mt_scores: dict, gold_mt: pd.DataFrame
         f"wins {pair['win_rate']:.2f} with ties as half.",
         f"- **Length control where length is quality.** The greedy SFT answers average {sft_t0.avg_length:.0f} "
         f"characters against the reference's {reference['avg_length']}; AlpacaEval 2's GLM, refitted on them, gives "
-        f"`lc_refit_no_difficulty` {sft_t0.lc_refit_no_difficulty:.1f} % against the raw {sft_t0.win_rate:.1f} %; "
-        f"the gold win rate ({sft_t0.gold_win_rate:.1f} %) is closer to the {lc_side} number.",
+        f"`lc_refit_no_difficulty` {sft_t0.lc_refit_no_difficulty:.1f} % against the raw {sft_t0.win_rate:.1f} %, "
+        f"{lc_effect}.",
     ])
