@@ -6,7 +6,9 @@ Budgets (issue 2): ``smoke`` <= 60 s per notebook (CI); ``tiny`` <= 15 min for a
 and <= 4 GiB peak memory, on 2 CPU cores. Runs into a temporary folder, so committed figures stay
 untouched. The last line is JSON; ``ratio`` = budget / measured (>= 1 means within budget). It records
 the compute dtype each notebook ran in, the CPU and its bf16 support (:mod:`starling_lib.precision`),
-and the slowest cells (papermill's per-cell durations), so a profile comes with every timing.
+the slowest cells (papermill's per-cell durations), so a profile comes with every timing, and the
+share of CPU time the hypervisor took for other guests while it ran (``cpu_steal_fraction``, from
+``/proc/stat``): on a shared cloud VM that share moved the same notebook's time by up to 1.4x here.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     budget = BUDGETS[args.preset]
+    ticks_before = cpu_ticks()
     with tempfile.TemporaryDirectory(prefix="starling-bench-") as tmp:
         start = time.perf_counter()
         runs = reproduce(args.preset, only=args.only, figures_dir=Path(tmp) / "figures",
@@ -59,6 +62,7 @@ def main(argv=None) -> dict:
         "dtype": args.dtype if args.dtype != "auto" else f"auto ({auto_dtype('cpu')[0]}: {auto_dtype('cpu')[1]})",
         "cpu": {k: v for k, v in precision_record().items() if k != "resolved"},
         "slowest_cells": cells,
+        "cpu_steal_fraction": steal_fraction(ticks_before, cpu_ticks()),
         "ratio": round(budget["seconds"] / measured, 2),
     }
     if "peak_gib" in budget:
@@ -79,6 +83,24 @@ def slowest_cells(executed: list[Path], n: int) -> list[dict]:
                 first = next((line for line in "".join(cell["source"]).splitlines() if line.strip()), "")
                 cells.append({"notebook": path.stem, "cell": index, "seconds": round(duration, 1), "first_line": first[:80]})
     return sorted(cells, key=lambda c: -c["seconds"])[:n]
+
+
+def cpu_ticks() -> list[int] | None:
+    """The aggregate ``cpu`` line of ``/proc/stat`` (user nice system idle iowait irq softirq steal ...),
+    or ``None`` where there is no such file."""
+    try:
+        with open("/proc/stat") as handle:
+            return [int(x) for x in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+def steal_fraction(before: list[int] | None, after: list[int] | None) -> float | None:
+    """Stolen ticks over all ticks between two :func:`cpu_ticks` readings (``None`` where unknown)."""
+    if not before or not after or len(before) < 8 or len(after) < 8:
+        return None
+    delta = [b - a for a, b in zip(before, after)]
+    return round(delta[7] / max(sum(delta[:8]), 1), 3)
 
 
 if __name__ == "__main__":
