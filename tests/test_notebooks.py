@@ -43,14 +43,10 @@ def test_notebook_runs_on_smoke_preset(tmp_path, notebook):
     executed = json.loads((tmp_path / "runs" / "smoke" / notebook.name).read_text())
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert not errors
-
-
-def test_tour_reads_every_published_rating_row(tmp_path, ratings_dir):
-    tour = next(p for p in numbered_notebooks() if p.name.startswith("00_"))
-    figures, _ = run_notebook(tmp_path, tour, shared_data_dir=ratings_dir.parent)
-    logs = json.loads((figures / "00_results.json").read_text())["results"]["rating_logs"]
-    assert logs["rows"] == logs["valid"] == 1143
-    assert sum(logs["per_strategy"].values()) == 1143
+    if number == "00" and shared_data("starling_ratings") is not None:  # the tour reads every published rating row
+        logs = results["results"]["rating_logs"]
+        assert logs["rows"] == logs["valid"] == 1143
+        assert sum(logs["per_strategy"].values()) == 1143
 
 
 def test_tour_falls_back_to_the_tiny_world_without_shared_data(tmp_path):

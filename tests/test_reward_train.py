@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from starling_lib import cli
 from starling_lib.config import get_preset
 from starling_lib.paths import ROOT
 from starling_lib.reward.collate import ListwiseCollator, encode_answer, render_answer, scatter_rewards
@@ -171,12 +172,14 @@ def _rm_run(tmp_path, name, prompts_per_batch, processes=1, extra=()):
               "--set", "reward.optim=sgd", "--set", "reward.learning_rate=0.05", "--set", "reward.max_steps=3",
               "--set", "reward.logging_steps=1", "--set", "reward.save_steps=100",
               "--set", f"reward.prompts_per_batch={prompts_per_batch}", "--out", str(tmp_path / name), *extra]
-    launcher = (["-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port", "29517"]
-                if processes > 1 else [])
-    run = subprocess.run([sys.executable, *launcher, "-m", "starling_lib.cli", "rm", "train", *common],
-                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                         timeout=400)
-    assert run.returncode == 0, run.stderr[-3000:]
+    if processes == 1:  # in this process, through the CLI's main (an interpreter start saved)
+        assert cli.main(["rm", "train", *common]) == 0
+    else:
+        launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port", "29517"]
+        run = subprocess.run([sys.executable, *launcher, "-m", "starling_lib.cli", "rm", "train", *common],
+                             capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                             timeout=400)
+        assert run.returncode == 0, run.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
     return records, _weights(tmp_path / name / "final")
 
@@ -211,25 +214,28 @@ def test_two_processes_with_gloo_equal_one_process(tmp_path):
     assert final[0]["truncated"] == final[1]["truncated"]
 
 
-def test_cli_rm_train_and_eval(tmp_path, ratings_dir):
+def test_cli_rm_train_and_eval(tmp_path, ratings_dir, capsys, monkeypatch):
     out = tmp_path / "run"
-    cli = [sys.executable, "-m", "starling_lib.cli", "rm"]
-    train = subprocess.run([*cli, "train", "--preset", "smoke", "--data", str(ratings_dir), "--out", str(out),
-                            "--set", "reward.max_steps=3", "--set", "data.max_prompts=20", "--json"],
-                           capture_output=True, text=True, cwd=ROOT, timeout=300)
+    # train from the shell (the console path, --json on stdout); eval and a bad setting in process, through
+    # the same main() (a second and third interpreter start would cost ~12 s here and test nothing more)
+    train = subprocess.run([sys.executable, "-m", "starling_lib.cli", "rm", "train", "--preset", "smoke", "--data",
+                            str(ratings_dir), "--out", str(out), "--set", "reward.max_steps=3", "--set",
+                            "data.max_prompts=20", "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert train.returncode == 0, train.stderr[-2000:]
     summary = json.loads(train.stdout)
     assert summary["steps"] == 3 and summary["eval_n_prompts"] > 0
-    evaluated = subprocess.run([*cli, "eval", str(out), "--preset", "smoke", "--data", str(ratings_dir),
-                                "--set", "data.max_prompts=20", "--json", "--log", str(out / "evals.jsonl")],
-                               capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    metrics = json.loads(evaluated.stdout)
+    monkeypatch.setenv("STARLING_RUNS", str(tmp_path / "runs"))
+    code = cli.main(["rm", "eval", str(out), "--preset", "smoke", "--data", str(ratings_dir), "--set",
+                     "data.max_prompts=20", "--json", "--log", str(out / "evals.jsonl")])
+    stdout, stderr = capsys.readouterr()
+    assert code == 0, stderr[-2000:]
+    metrics = json.loads(stdout)
     assert metrics["eval_pairwise_accuracy"] == pytest.approx(summary["eval_pairwise_accuracy"], abs=1e-6)
     assert json.loads((out / "evals.jsonl").read_text())["eval_n_prompts"] == metrics["eval_n_prompts"]
-    bad = subprocess.run([*cli, "train", "--preset", "smoke", "--set", "reward.loss_type=listnet", "--out",
-                          str(tmp_path / "bad")], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert bad.returncode == 1 and "loss_type" in bad.stderr and "Traceback" not in bad.stderr
+    code = cli.main(["rm", "train", "--preset", "smoke", "--set", "reward.loss_type=listnet", "--out",
+                     str(tmp_path / "bad")])
+    _, stderr = capsys.readouterr()
+    assert code == 1 and "loss_type" in stderr and "Traceback" not in stderr
 
 
 def test_starling_rm_backbone_trains_saves_and_reloads(tmp_path):
