@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from starling_lib.paths import runs_dir
+from starling_lib.paths import runs_dir, shared_data
 from starling_lib.reproduce import KERNEL_DISPLAY_NAME, KERNEL_NAME, numbered_notebooks
 
 pytestmark = pytest.mark.slow
@@ -154,6 +154,9 @@ def test_notebook_00_runs_in_jupyterlab_in_a_real_browser(tmp_path):
         assert len(images) >= 1 and all(img.size["width"] > 100 for img in images)
         assert (tmp_path / "figures" / "00_tinyworld_gold_by_model.png").is_file()
         assert tour.read_text() == stored  # the stored notebook is untouched
+        if shared_data("starling_ratings") is not None:  # the tour reads every published rating row
+            logs = json.loads((tmp_path / "figures" / "00_results.json").read_text())["results"]["rating_logs"]
+            assert logs["rows"] == logs["valid"] == 1143 and sum(logs["per_strategy"].values()) == 1143
     finally:
         if browser is not None:
             browser.quit()
