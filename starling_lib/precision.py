@@ -33,7 +33,6 @@ import contextlib
 import functools
 import os
 import platform
-import time
 from dataclasses import dataclass
 
 import torch
