@@ -58,12 +58,7 @@ def window_from_models_list(body, model: str) -> ContextWindow | None:
         return None
     entries = [e for e in entries if isinstance(e, dict)]
     mine = [e for e in entries if e.get("id") == model] or (entries if len(entries) == 1 else [])
-    for entry in mine:
-        for name in SERVER_FIELDS:
-            value = entry.get(name)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                return ContextWindow(value, f"{name} in GET /v1/models")
-    return None
+    return _first_window(mine, SERVER_FIELDS, "GET /v1/models")
 
 
 def window_from_model_folder(model: str) -> ContextWindow | None:
@@ -74,11 +69,16 @@ def window_from_model_folder(model: str) -> ContextWindow | None:
     except (OSError, ValueError):
         return None
     configs = [config, config.get("text_config")] if isinstance(config, dict) else []
-    for part in (c for c in configs if isinstance(c, dict)):
-        for name in CONFIG_FIELDS:
-            value = part.get(name)
+    return _first_window([c for c in configs if isinstance(c, dict)], CONFIG_FIELDS, str(config_path))
+
+
+def _first_window(mappings: list[dict], fields: tuple[str, ...], where: str) -> ContextWindow | None:
+    """The first positive integer among ``fields`` of ``mappings`` (in order), named with ``where``."""
+    for mapping in mappings:
+        for name in fields:
+            value = mapping.get(name)
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                return ContextWindow(value, f"{name} in {config_path}")
+                return ContextWindow(value, f"{name} in {where}")
     return None
 
 
