@@ -11,6 +11,7 @@ with enough retries always finishes. Only tests use it, so it lives here, not in
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import Counter
 from dataclasses import dataclass
 
@@ -18,6 +19,13 @@ from aiohttp import web
 
 from starling_lib.judge.server import LocalOpenAIServer, error_response
 from starling_lib.rng import hash_seed
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free right now, for a test server started in another process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 GARBAGE_ANSWERS = ("I cannot rank these.", "As an AI language model, I have no preference.", "")
 

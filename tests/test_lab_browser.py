@@ -14,7 +14,6 @@ neither the notebook nor the committed figures change.
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from fake_server import free_port
 from starling_lib.paths import runs_dir, shared_data
 from starling_lib.reproduce import KERNEL_DISPLAY_NAME, KERNEL_NAME, numbered_notebooks
 
@@ -42,12 +42,6 @@ def _browser_or_skip():
         pytest.skip("Chromium or its driver is not installed (Debian: apt-get install chromium chromium-driver; "
                     ".ci/run does this)")
     return webdriver, chromium, driver
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _smoke_copy(notebook: Path, folder: Path, figures: Path) -> Path:
@@ -86,7 +80,7 @@ def test_notebook_00_runs_in_jupyterlab_in_a_real_browser(tmp_path):
     served = tmp_path / "notebooks"
     served.mkdir()
     copy = _smoke_copy(tour, served, tmp_path / "figures")
-    port, token = _free_port(), os.urandom(16).hex()
+    port, token = free_port(), os.urandom(16).hex()
     env = {**os.environ, "STARLING_RUNS": str(tmp_path / "runs"), "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter"),
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
     env.pop("MPLBACKEND", None)  # the suite's Agg would hide figures; the kernel picks the inline backend

@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+from fake_server import free_port
 from starling_lib import cli
 from starling_lib.evaluation.answers import category_temperature
 from starling_lib.evaluation.mt_bench import DEMO_DIR, load_bench
@@ -57,18 +57,12 @@ MAX_NEW_TOKENS = 16
 CHAT_REQUEST = '"POST /v1/chat/completions HTTP/1.1"'
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ServedModel:
     """A ``transformers serve`` subprocess; its log is kept for failure messages."""
 
     def __init__(self, model_dir, workdir):
         self.model = str(model_dir)
-        self.port = _free_port()
+        self.port = free_port()
         self.log_path = workdir / "transformers-serve.log"
         hub = workdir / "hf_home" / "hub"
         hub.mkdir(parents=True)  # an empty hub cache: GET /v1/models lists nothing instead of failing
