@@ -344,6 +344,19 @@ class PolicyConfig:
     """Adam learning rate of the critic (``None``: the policy's)."""
     max_grad_norm: float | None = 1.0
     """Gradient clipping (``None``: off)."""
+    adam_beta1: float = 0.9
+    """Adam β₁ (policy and critic)."""
+    adam_beta2: float = 0.999
+    """Adam β₂ (the authors' run: 0.95)."""
+    adam_eps: float = 1e-6
+    """Adam ε (the authors' run: 1e-8)."""
+    weight_decay: float = 0.0
+    """Decoupled weight decay (AdamW; at 0 the same steps as Adam). The authors' run: 1e-6."""
+    lr_scheduler: str = "constant"
+    """``constant``, or ``cosine``: cosine annealing from the learning rates to ``lr_min`` over all
+    the run's optimiser steps (the authors' run)."""
+    lr_min: float = 0.0
+    """Learning rate that ``cosine`` ends at (policy and critic)."""
     iterations: int = 40
     """Rollout-then-update rounds."""
     prompts_per_iteration: int = 16

@@ -59,6 +59,7 @@ from starling_lib.precision import autocast_context, resolve_device, resolve_pre
 from starling_lib.progress import progress_bar
 
 CHECKPOINT_FORMAT = 1
+LR_SCHEDULERS = ("constant", "cosine")
 
 
 def check_config(cfg: PolicyConfig) -> None:
@@ -81,6 +82,17 @@ def check_config(cfg: PolicyConfig) -> None:
             problems.append(f"policy.{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.lora_r and cfg.unfreeze_last_n:
         problems.append("policy.lora_r and policy.unfreeze_last_n are alternatives; set one of them")
+    for name in ("adam_beta1", "adam_beta2"):
+        if not 0.0 <= getattr(cfg, name) < 1.0:
+            problems.append(f"policy.{name} must be in [0, 1), got {getattr(cfg, name)}")
+    if cfg.adam_eps <= 0:
+        problems.append(f"policy.adam_eps must be > 0, got {cfg.adam_eps}")
+    if cfg.weight_decay < 0:
+        problems.append(f"policy.weight_decay must be >= 0, got {cfg.weight_decay}")
+    if cfg.lr_scheduler not in LR_SCHEDULERS:
+        problems.append(f"policy.lr_scheduler must be one of {LR_SCHEDULERS}, got {cfg.lr_scheduler!r}")
+    if cfg.lr_min < 0 or cfg.lr_min > min(cfg.learning_rate, cfg.critic_learning_rate or cfg.learning_rate):
+        problems.append(f"policy.lr_min must be >= 0 and at most the learning rates, got {cfg.lr_min}")
     if problems:
         raise ValueError("; ".join(problems))
 
@@ -133,7 +145,9 @@ def _optimizer(model: ActorCritic, cfg: PolicyConfig) -> torch.optim.Optimizer:
     critic = [p for p in model.critic_parameters() if p.requires_grad]
     groups = [{"params": actor, "lr": cfg.learning_rate},
               {"params": critic, "lr": cfg.critic_learning_rate or cfg.learning_rate}]
-    return torch.optim.Adam([g for g in groups if g["params"]], eps=1e-6)
+    # AdamW: at weight_decay 0 torch's Adam and AdamW take the same branch (no decay term), the same steps.
+    return torch.optim.AdamW([g for g in groups if g["params"]], betas=(cfg.adam_beta1, cfg.adam_beta2),
+                             eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
 
 
 def _iteration_seed(seed: int, iteration: int, rank: int = 0) -> int:
