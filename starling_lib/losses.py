@@ -1,5 +1,5 @@
 """Losses as pure tensor functions: preference losses (Plackett-Luce, Bradley-Terry) for reward
-models, and the policy-tuning losses (GAE, APA, PPO, AWR) for the policy stage.
+models, and the policy-tuning losses (GAE, APA, PPO, AWR, P3O) for the policy stage.
 
 What it is for: the trainers, the theory experiments of notebook 02 and the tests all call these,
 so "the K-wise loss" or "the APA loss" means one piece of code everywhere. No model, no config,
@@ -270,6 +270,79 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
         clipped = old_values + (values - old_values).clamp(-cliprange_value, cliprange_value)
         errors = torch.maximum(errors, (clipped - returns) ** 2)
     return 0.5 * masked_mean(errors, mask)
+
+
+def sequence_logprobs(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``log π(y|x) = Σ_t log π(a_t|s_t)`` over each response's real tokens: ``(B, T) -> (B,)``."""
+    _check_tokens(mask, logprobs)
+    return (logprobs * mask.to(logprobs.dtype)).sum(1)
+
+
+P3O_CLIPPING = ("joint", "separate")
+"""P3O's two clipping variants (Wu et al. 2023, Sec. 4.2): P3O-V2 and P3O-V1."""
+
+
+def p3o_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, rewards: torch.Tensor, cliprange: float = 0.2,
+             clipping: str = "joint", weight_clip: float | None = None) -> torch.Tensor:
+    """Pairwise Proximal Policy Optimization (Wu et al. 2023, arXiv 2310.00212), negated, mean over pairs.
+
+    Trajectory level, no critic: two responses ``y1, y2`` per prompt, sampled from ``π_old``, and
+    only their reward difference ``Δ = r̂(y1|x) − r̂(y2|x)`` as the signal, where ``r̂`` is the
+    KL-penalised sequence reward ``r(y|x) − β·log π_old(y|x)/π_init(y|x)`` (the paper's Algorithm 1).
+    With importance weights ``ρ_i = π_θ(y_i|x)/π_old(y_i|x)`` over whole responses, the pairwise
+    policy gradient (Theorem 1) is ``E_{π_old}[ρ1·ρ2 · Δ · ∇(log π_θ(y1|x) − log π_θ(y2|x)) / 2]``;
+    both variants below have exactly this gradient inside their trust region (so at ``θ = θ_old``
+    the gradient of the loss is ``−½Δ·∇(log π(y1) − log π(y2))``), and it is invariant to adding any
+    ``δ(x)`` to both rewards of a prompt.
+
+    - ``clipping="joint"`` (P3O-V2): one trust region for the pair, on ``log(ρ1/ρ2)``:
+      ``½ · sg(ρ1ρ2) · max(−Δ·d, −Δ·clip(d, d_old − ε, d_old + ε))``, ``d = log π_θ(y1) − log π_θ(y2)``,
+      ``d_old`` the same under ``π_old``: the form of the first author's released code
+      (thwu1/trlx, ``P3OConfig.loss``).
+    - ``clipping="separate"`` (P3O-V1): PPO's clip on each response's own ratio, weighted by the
+      other's: ``½ · [sg(ρ2)·max(−Δ·ρ1, −Δ·clip(ρ1, 1±ε)) + sg(ρ1)·max(Δ·ρ2, Δ·clip(ρ2, 1±ε))]``.
+
+    Outside the trust region the gradient is zero only in the direction that would improve the
+    surrogate further (as in PPO): a pair already moved towards its better response keeps no pull.
+    ``weight_clip`` clamps the stop-gradient weights to ``[1/c, c]`` (the released code's
+    ``cliprange_ratio``, 10 in its OpenChat-3.5 configs); ``None``: no clamp.
+
+    Args:
+        logprobs: ``(B, 2)`` ``log π_θ(y_i|x_b)``, whole responses (:func:`sequence_logprobs`).
+        old_logprobs: ``(B, 2)`` the same under the policy that sampled them.
+        rewards: ``(B, 2)`` ``r̂(y_i|x_b)`` (targets: no gradient).
+    Returns:
+        scalar.
+    """
+    if logprobs.dim() != 2 or logprobs.shape[1] != 2:
+        raise ValueError(f"logprobs must be (B, 2), one pair of responses per row, got {tuple(logprobs.shape)}")
+    for name, t in (("old_logprobs", old_logprobs), ("rewards", rewards)):
+        if t.shape != logprobs.shape:
+            raise ValueError(f"{name} must be (B, 2) like logprobs {tuple(logprobs.shape)}, got {tuple(t.shape)}")
+    if clipping not in P3O_CLIPPING:
+        raise ValueError(f"clipping must be one of {P3O_CLIPPING}, got {clipping!r}")
+    if weight_clip is not None and weight_clip < 1:
+        raise ValueError(f"weight_clip must be >= 1 or None, got {weight_clip}")
+    old_logprobs, rewards = old_logprobs.detach(), rewards.detach()
+    delta = rewards[:, 0] - rewards[:, 1]                                  # (B,) Δ = r̂(y1) − r̂(y2)
+    log_ratio = logprobs - old_logprobs                                    # (B, 2) log ρ_i
+
+    def weight(log_w: torch.Tensor) -> torch.Tensor:
+        w = log_w.detach().exp()
+        return w if weight_clip is None else w.clamp(1.0 / weight_clip, weight_clip)
+
+    if clipping == "joint":
+        d = logprobs[:, 0] - logprobs[:, 1]
+        d_old = old_logprobs[:, 0] - old_logprobs[:, 1]
+        w = weight(log_ratio.sum(1))                                       # sg(ρ1·ρ2)
+        losses = torch.maximum(-delta * w * d, -delta * w * torch.clamp(d, d_old - cliprange, d_old + cliprange))
+    else:
+        ratio = log_ratio.exp()                                            # (B, 2) ρ_i
+        clipped = ratio.clamp(1.0 - cliprange, 1.0 + cliprange)
+        signed = torch.stack([delta, -delta], dim=1)                       # y1's "advantage" Δ, y2's −Δ
+        per_response = torch.maximum(-signed * ratio, -signed * clipped)  # PPO's surrogate per response
+        losses = (weight(log_ratio.flip(1)) * per_response).sum(1)         # each weighted by sg(ρ_other)
+    return 0.5 * losses.mean()
 
 
 POLICY_ALGOS = ("apa", "ppo", "awr")

@@ -14,7 +14,9 @@ from starling_lib.losses import (
     kl_penalized_rewards,
     masked_mean,
     masked_whiten,
+    p3o_loss,
     ppo_loss,
+    sequence_logprobs,
     value_loss,
 )
 
@@ -410,6 +412,119 @@ def test_value_loss_unclipped_error_wins_when_larger():
     assert out.item() == pytest.approx(8.0, abs=1e-12)
     out.backward()
     assert_close(values.grad, _t([[4.0]]))
+
+
+# --------------------------------------------------------------------------------------------------
+# p3o_loss (Wu et al. 2023): one row per prompt, its two responses as columns
+
+def test_sequence_logprobs_sum_the_real_tokens():
+    logprobs = _t([[-1.0, -2.0, -9.0], [-0.5, 4.0, 4.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    assert_close(sequence_logprobs(logprobs, mask), _t([-3.0, -0.5]))
+
+
+@pytest.mark.parametrize("clipping", ["joint", "separate"])
+def test_p3o_at_ratio_one_is_half_the_reward_difference_times_the_logprob_difference(clipping):
+    old = _t([[-3.0, -4.0], [-2.0, -1.0]])
+    rewards = _t([[1.0, 0.2], [-0.5, 0.5]])  # Δ = 0.8 and −1.0
+    logprobs = old.clone().requires_grad_()
+    out = p3o_loss(logprobs, old, rewards, clipping=clipping)
+    # joint: ½·mean(−Δ·(log π(y1) − log π(y2))) = ½·mean(−0.8·1, −(−1.0)·(−1)) = −0.45; separate: ½·(−Δ·1 + Δ·1) = 0.
+    assert out.item() == pytest.approx(-0.45 if clipping == "joint" else 0.0, abs=1e-12)
+    out.backward()
+    # −½Δ on y1, +½Δ on y2, over B = 2 pairs.
+    assert_close(logprobs.grad, _t([[-0.2, 0.2], [0.25, -0.25]]), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("clipping", ["joint", "separate"])
+def test_p3o_gradient_through_a_softmax_policy_is_the_pairwise_policy_gradient(clipping):
+    # π = softmax(θ) over 3 one-token answers, y1 = 0, y2 = 2: ∇ log π(y) = e_y − π, so
+    # ∇(log π(y1) − log π(y2)) = e_0 − e_2 and the loss's gradient is −½·Δ·(e_0 − e_2) (Theorem 1 at θ_old).
+    theta = _t([0.3, -1.2, 0.5], requires_grad=True)
+    logprobs = torch.log_softmax(theta, -1)[[0, 2]][None, :]  # (1, 2)
+    rewards = _t([[0.7, -0.1]])                                # Δ = 0.8
+    p3o_loss(logprobs, logprobs.detach(), rewards, clipping=clipping).backward()
+    assert_close(theta.grad, _t([-0.4, 0.0, 0.4]), atol=1e-12, rtol=0)
+
+
+E3, E1 = math.exp(0.3), math.exp(0.1)
+
+
+@pytest.mark.parametrize("clipping,lp,delta,loss,grad", [
+    # joint: d_old = 0, d clipped to ±0.2, weight sg(ρ1·ρ2) = exp(lp1 + lp2).
+    ("joint", [0.3, 0.0], 1.0, -0.1 * E3, [0.0, 0.0]),                # moved towards the better y1 past ε: no pull
+    ("joint", [0.3, 0.0], -1.0, 0.15 * E3, [0.5 * E3, -0.5 * E3]),    # moved towards the worse y1: pulled back
+    ("joint", [0.0, 0.3], -1.0, -0.1 * E3, [0.0, 0.0]),               # towards the better y2 past ε: no pull
+    ("joint", [0.0, 0.3], 1.0, 0.15 * E3, [-0.5 * E3, 0.5 * E3]),     # towards the worse y2: pulled back
+    ("joint", [0.1, 0.0], 1.0, -0.05 * E1, [-0.5 * E1, 0.5 * E1]),    # inside the region: −½·Δ·sg(ρ1ρ2)·∇d
+    ("joint", [0.3, 0.3], 1.0, 0.0, [-0.5 * E3 * E3, 0.5 * E3 * E3]),  # d unchanged: the joint region does not bind
+    # separate: ρ1 = e^0.3 > 1.2 with Δ > 0: y1's term is clipped (no pull); y2's, weighted by sg(ρ1),
+    # still pushes y2 down.
+    ("separate", [0.3, 0.0], 1.0, 0.5 * (-1.2 + E3), [0.0, 0.5 * E3]),
+    # Δ < 0: y1 moved the wrong way, unclipped, pulled back; y2 (advantage +1, ρ2 = 1) pulled up.
+    ("separate", [0.3, 0.0], -1.0, 0.0, [0.5 * E3, -0.5 * E3]),
+    # ρ2 = e^-0.3 < 0.8 with y2's advantage −Δ < 0: clipped at 0.8 (no pull); y1 weighted by sg(ρ2).
+    ("separate", [0.0, -0.3], 1.0, 0.5 * (0.8 - math.exp(-0.3)), [-0.5 * math.exp(-0.3), 0.0]),
+])
+def test_p3o_clipping_by_hand(clipping, lp, delta, loss, grad):
+    # π_old gives both responses log-probability 0 and ε = 0.2; rewards (Δ, 0).
+    logprobs = _t([lp], requires_grad=True)
+    out = p3o_loss(logprobs, torch.zeros(1, 2, dtype=F64), _t([[delta, 0.0]]), cliprange=0.2, clipping=clipping)
+    assert out.item() == pytest.approx(loss, abs=1e-12)
+    out.backward()
+    assert_close(logprobs.grad, _t([grad]), atol=1e-12, rtol=0)
+
+
+def test_p3o_weight_clip_bounds_the_importance_weights():
+    zeros, rewards = torch.zeros(1, 2, dtype=F64), _t([[1.0, 0.0]])
+    # Joint, d = d_old: the gradient on y1 is −½·Δ·w with w = exp(1.5 + 1.5) ≈ 20.1, clamped to 10.
+    for lp, w in ((1.5, 10.0), (-1.5, 0.1), (0.2, math.exp(0.4))):  # e^-3 ≈ 0.05 is raised to 1/10
+        logprobs = _t([[lp, lp]], requires_grad=True)
+        p3o_loss(logprobs, zeros, rewards, clipping="joint", weight_clip=10.0).backward()
+        assert_close(logprobs.grad, _t([[-0.5 * w, 0.5 * w]]), atol=1e-12, rtol=0)
+    unclamped = _t([[1.5, 1.5]], requires_grad=True)
+    p3o_loss(unclamped, zeros, rewards, clipping="joint").backward()
+    assert_close(unclamped.grad, _t([[-0.5 * math.exp(3.0), 0.5 * math.exp(3.0)]]))
+    # Separate, Δ = −1, ρ1 = ρ2 = e^2.5 ≈ 12.2: y1's unclipped term has weight sg(ρ2) clamped to 10;
+    # y2's term (advantage +1, ratio above 1 + ε) is clipped.
+    logprobs = _t([[2.5, 2.5]], requires_grad=True)
+    p3o_loss(logprobs, zeros, -rewards, clipping="separate", weight_clip=10.0).backward()
+    assert_close(logprobs.grad, _t([[0.5 * 10.0 * math.exp(2.5), 0.0]]), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("clipping", ["joint", "separate"])
+def test_p3o_is_invariant_to_a_per_prompt_reward_shift_and_to_the_order_of_the_pair(clipping):
+    gen = torch.Generator().manual_seed(8)
+    old = torch.randn(5, 2, dtype=F64, generator=gen) - 3
+    new = old + 0.3 * torch.randn(5, 2, dtype=F64, generator=gen)  # some pairs outside the region
+    rewards = torch.randn(5, 2, dtype=F64, generator=gen)
+
+    def loss_and_grad(lp, old_lp, r):
+        lp = lp.clone().requires_grad_()
+        out = p3o_loss(lp, old_lp, r, cliprange=0.2, clipping=clipping)
+        out.backward()
+        return out, lp.grad
+
+    base, grad = loss_and_grad(new, old, rewards)
+    shift = 100.0 * torch.randn(5, 1, dtype=F64, generator=gen)  # δ(x): equivalent rewards (Definition 1)
+    shifted, shifted_grad = loss_and_grad(new, old, rewards + shift)
+    assert_close(shifted, base)
+    assert_close(shifted_grad, grad)
+    swapped, swapped_grad = loss_and_grad(new.flip(1), old.flip(1), rewards.flip(1))
+    assert_close(swapped, base)
+    assert_close(swapped_grad, grad.flip(1))
+
+
+def test_p3o_rejects_bad_input():
+    pair = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match=r"logprobs must be \(B, 2\)"):
+        p3o_loss(torch.zeros(3, 4), torch.zeros(3, 4), torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="rewards must be"):
+        p3o_loss(pair, pair, torch.zeros(3))
+    with pytest.raises(ValueError, match="clipping must be one of"):
+        p3o_loss(pair, pair, pair, clipping="both")
+    with pytest.raises(ValueError, match="weight_clip"):
+        p3o_loss(pair, pair, pair, weight_clip=0.5)
 
 
 # --------------------------------------------------------------------------------------------------
