@@ -10,7 +10,8 @@
     starling rm train [--preset tiny] [--loss kwise] [--data SOURCE] [--out DIR] [--resume]
     starling rm eval MODEL_DIR [--data SOURCE] [--split eval|all] [--json]
     starling rm bench [RUN | --scores DIR] [--benchmarks DIR] [--save-scores DIR] [--json]   the authors' RM benchmark
-    starling sft train [--preset tiny] [--data SOURCE] [--out DIR] [--json]      the RL start
+    starling sft train [--preset tiny] [--answers all|best] [--data SOURCE] [--out DIR] [--json]   the RL start
+    starling dpo train [--policy SFT_RUN] [--pairs best_vs_worst|adjacent|all] [--data SOURCE] [--out DIR]   DPO
     starling apa train --reward-model RUN [--policy DIR] [--algo apa|ppo|awr] [--out DIR] [--resume]
     starling mt-bench generate --model-id ID (--model DIR | --base-url URL) [--limit N]   FastChat answers
     starling mt-bench judge --model-id ID [ID] [--mode single|pairwise] [--simulated] [--base-url URL]
@@ -205,12 +206,28 @@ def cmd_sft_train(args) -> int:
     from .policy.pipeline import sft_rows
     from .policy.sft import train_sft
 
-    preset = get_preset(args.preset, args.set)
+    preset = get_preset(args.preset, list(args.set) + ([f"sft.answers={args.answers}"] if args.answers else []))
     rows = sft_rows(preset, args.data)
     out = args.out or runs_dir() / "sft" / preset.name
     print(f"sft train: {min(len(rows), preset.sft.n_prompts)} prompts ({preset.sft.answers} answers), out {out}",
           file=sys.stderr)
     run = train_sft(preset, rows, out, quiet=args.json, progress=False if args.json else None)
+    _write_preset(run.output_dir, preset)
+    _print_metrics({"output_dir": str(run.output_dir), "log": str(run.log_path), **run.metrics}, args.json)
+    return EXIT_OK
+
+
+def cmd_dpo_train(args) -> int:
+    from .config import get_preset
+    from .paths import runs_dir
+    from .policy.dpo import dpo_pairs, train_dpo
+
+    preset = get_preset(args.preset, list(args.set) + ([f"dpo.pair_rule={args.pairs}"] if args.pairs else []))
+    pairs = dpo_pairs(preset, args.data)
+    out = Path(args.out) if args.out else runs_dir() / "dpo" / preset.name
+    print(f"dpo train: {len(pairs)} pairs ({preset.dpo.pair_rule}) from {pairs.n_rows} rankings, beta {preset.dpo.beta}, "
+          f"policy {args.policy or preset.policy_model.name_or_path or 'tiny (untrained)'}, out {out}", file=sys.stderr)
+    run = train_dpo(preset, pairs, out, start=args.policy, quiet=args.json, progress=False if args.json else None)
     _write_preset(run.output_dir, preset)
     _print_metrics({"output_dir": str(run.output_dir), "log": str(run.log_path), **run.metrics}, args.json)
     return EXIT_OK
@@ -361,6 +378,16 @@ def build_parser() -> argparse.ArgumentParser:
     sft = sub.add_parser("sft", help="supervised fine-tuning of the policy (the start of RL)")
     sft_sub = sft.add_subparsers(dest="sft_command", required=True)
     sft_train = sft_sub.add_parser("train", help="fine-tune the policy on ranked answers with TRL's SFTTrainer")
+    sft_train.add_argument("--answers", default=None, choices=["all", "best"],
+                           help="train on every ranked answer, or on the best-ranked one only (sft.answers)")
+    dpo = sub.add_parser("dpo", help="offline preference tuning of the policy: DPO (TRL's DPOTrainer)")
+    dpo_sub = dpo.add_subparsers(dest="dpo_command", required=True)
+    dpo_train = dpo_sub.add_parser("train", help="DPO on preference pairs from rankings (JSONL log, final/)")
+    dpo_train.add_argument("--policy", "--start", dest="policy", default=None,
+                           help="the start policy (and DPO's reference): an SFT run folder or model folder "
+                                "(default: the preset's policy)")
+    dpo_train.add_argument("--pairs", default=None, choices=["best_vs_worst", "adjacent", "all"],
+                           help="pairs per ranking (dpo.pair_rule)")
     apa = sub.add_parser("apa", help="policy tuning against a reward model: APA, or PPO / AWR in the same harness")
     apa_sub = apa.add_subparsers(dest="apa_command", required=True)
     apa_train = apa_sub.add_parser("train", help="tune a policy (JSONL log per iteration, checkpoints, final/)")
@@ -369,7 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the start policy: an SFT run folder or model folder (default: the preset's policy)")
     apa_train.add_argument("--algo", default=None, choices=["apa", "ppo", "awr"])
     apa_train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    for cmd, default_out in ((sft_train, "runs/sft/<preset>"), (apa_train, "runs/policy/<preset>-<algo>")):
+    for cmd, default_out in ((sft_train, "runs/sft/<preset>"), (apa_train, "runs/policy/<preset>-<algo>"),
+                             (dpo_train, "runs/dpo/<preset>")):
         add_preset_flag(cmd)
         cmd.add_argument("--data", default=None, help="tinyworld (its SFT / RL part) or a Nectar JSONL/Parquet "
                                                       "file or hub id (default: the preset's data.source)")
@@ -379,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--json", action="store_true")
     sft_train.set_defaults(func=cmd_sft_train)
     apa_train.set_defaults(func=cmd_apa_train)
+    dpo_train.set_defaults(func=cmd_dpo_train)
 
     from .cli_eval import add_eval_parsers
     add_eval_parsers(sub)

@@ -403,6 +403,35 @@ class PolicyStudyConfig:
 
 
 @dataclass
+class DpoConfig:
+    """DPO (Rafailov et al. 2023) with TRL's ``DPOTrainer`` on pairs from rankings (``starling dpo train``)."""
+
+    pair_rule: str = "best_vs_worst"
+    """Pairs per ranking: ``best_vs_worst`` (1), ``adjacent`` (K-1) or ``all`` (K(K-1)/2)."""
+    max_pairs: int | None = None
+    """Train on a seeded random subset of this many pairs (``None``: all)."""
+    beta: float = 0.1
+    """DPO's β: the implicit reward is ``β log π/π_ref``; larger β keeps the policy nearer the start."""
+    loss_type: str = "sigmoid"
+    """TRL's ``loss_type`` (``sigmoid``: the DPO paper's loss; ``ipo``, ``hinge``, ...)."""
+    learning_rate: float = 1e-4
+    """Peak learning rate (AdamW, linear decay)."""
+    epochs: float = 1.0
+    """Passes over the pairs."""
+    max_steps: int = -1
+    """Stop after this many optimiser steps (``-1``: run ``epochs``)."""
+    batch_size: int = 16
+    """Pairs per optimiser step."""
+    max_length: int = 192
+    """Tokens per prompt+answer (longer ones are cut on the right)."""
+    precompute_ref: bool = True
+    """Compute the reference (start) policy's log-probabilities of every pair once before training
+    instead of keeping a frozen copy of the model."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (7B)."""
+
+
+@dataclass
 class EvalConfig:
     """MT-Bench and AlpacaEval: answer generation and judging (notebook 04, ``starling mt-bench``,
     ``starling alpaca-eval``); the judge itself is ``Preset.judge``."""
@@ -463,6 +492,8 @@ class Preset:
     """APA / PPO tuning (notebook 03, ``starling apa train``)."""
     policy_study: PolicyStudyConfig = field(default_factory=PolicyStudyConfig)
     """The APA vs PPO study of notebook 03."""
+    dpo: DpoConfig = field(default_factory=DpoConfig)
+    """DPO from the SFT start on ranked pairs (``starling dpo train``)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """MT-Bench and AlpacaEval (notebook 04)."""
 
@@ -496,6 +527,7 @@ def _smoke() -> Preset:
                             max_prompt_length=96, rm_max_length=128, save_every=2),
         policy_study=PolicyStudyConfig(world_prompts=300, rm_prompts=40, eval_prompts=16, seeds=2,
                                        sample_table_rows=3),
+        dpo=DpoConfig(max_pairs=32, learning_rate=5e-4),
         eval=EvalConfig(mt_bench_questions=8, alpaca_instructions=24, max_new_tokens=24),
     )
 

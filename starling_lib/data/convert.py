@@ -9,7 +9,8 @@ drop straight into TRL's conversational preference format::
      "rejected": [{"role": "assistant", "content": worse}]}
 
 The K-wise reward model of the Starling paper trains on all K(K-1)/2 pairs of a prompt (21 for K=7);
-``mode="adjacent"`` keeps only the K-1 neighbouring pairs of the ranking.
+``mode="adjacent"`` keeps only the K-1 neighbouring pairs of the ranking, ``"best_vs_worst"`` the
+one pair of the best and the worst answer (DPO's usual pair from a ranking, ``starling dpo train``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import datasets
 from starling_lib.data.chat import prompt_to_messages
 from starling_lib.data.schema import NectarFormatError
 
-PAIR_MODES = ("all", "adjacent")
+PAIR_MODES = ("all", "adjacent", "best_vs_worst")
 
 MESSAGES = [{"role": datasets.Value("string"), "content": datasets.Value("string")}]
 LISTWISE_FEATURES = datasets.Features({
@@ -65,10 +66,11 @@ def to_listwise(row: dict) -> dict:
 
 
 def pairs_per_prompt(k: int, mode: str = "all") -> int:
-    """Pairs :func:`to_pairwise` makes from K answers: K(K-1)/2 for ``"all"``, K-1 for ``"adjacent"``."""
+    """Pairs :func:`to_pairwise` makes from K answers: K(K-1)/2 for ``"all"``, K-1 for ``"adjacent"``,
+    1 for ``"best_vs_worst"``."""
     if mode not in PAIR_MODES:
         raise ValueError(f"mode must be one of {PAIR_MODES}, got {mode!r}")
-    return k * (k - 1) // 2 if mode == "all" else k - 1
+    return {"all": k * (k - 1) // 2, "adjacent": k - 1, "best_vs_worst": 1}[mode]
 
 
 def to_pairwise(row: dict, mode: str = "all") -> list[dict]:
@@ -76,7 +78,8 @@ def to_pairwise(row: dict, mode: str = "all") -> list[dict]:
     if mode not in PAIR_MODES:
         raise ValueError(f"mode must be one of {PAIR_MODES}, got {mode!r}")
     ranked = _best_first(row)
-    pairs = combinations(ranked, 2) if mode == "all" else zip(ranked, ranked[1:])
+    pairs = {"all": lambda: combinations(ranked, 2), "adjacent": lambda: zip(ranked, ranked[1:]),
+             "best_vs_worst": lambda: [(ranked[0], ranked[-1])]}[mode]()
     messages = prompt_to_messages(row["prompt"])
     return [
         {"prompt": messages,
