@@ -6,6 +6,8 @@ A preset is a set of config instances, not flags scattered through the code:
 - ``tiny``:  the default of ``make reproduce``; all notebooks together within 15 minutes on
   2 CPU cores and 4 GiB of memory, with results that show the effect being studied.
 - ``full``:  the paper's scale: Nectar from the hub, 7B models on GPUs, a GPT-4 judge.
+- ``starling-apa``: ``full`` with the policy run set as the authors ran it (their trlx fork's
+  ``mistral_apa.py``); its docstring lists what still differs.
 
 Later stages (judge, reward model, policy, evaluation) add their own config class here and a
 field on :class:`Preset`. ``get_preset("tiny", ["world.n_prompts=50"])`` returns a fresh copy
@@ -579,7 +581,66 @@ def _full() -> Preset:
     )
 
 
-PRESETS: dict[str, typing.Callable[[], Preset]] = {"smoke": _smoke, "tiny": _tiny, "full": _full}
+def _starling_apa() -> Preset:
+    """The authors' run: the Starling trlx fork's ``examples/hh/mistral_apa.py`` (thwu1/trlx, the
+    version with ``model_path="openchat/openchat_3.5"`` and ``lr=2e-7``), launched with
+    ``accelerate launch --num_processes 2 --config_file zero2-bf16.yaml`` (DeepSpeed ZeRO-2, bf16,
+    gradient clipping 1.0), in this repository's loop. Everything else is ``full``'s.
+
+    Read off that file and the fork's trainer (``accelerate_ppo_trainer.py``, ``modeling_ppo.py``):
+    OpenChat 3.5 with ``num_layers_unfrozen=4``; a value branch of the last 4 blocks; APA as the fork
+    writes it, ``(log π_θ − log π_old − Â)²`` (``apa_anchor="rollout"``, coefficient 1) with a fixed
+    per-token KL penalty 0.01 in the reward; AdamW lr 2e-7, β 0.9/0.95, ε 1e-8, weight decay 1e-6,
+    cosine annealing with ``eta_min`` = the learning rate (so the rate stays at 2e-7); γ = 1, GAE
+    λ = 0.95, no advantage whitening (the fork's ``use_whitening=False``); value clip 0.2, vf_coef 1;
+    running reward scaling with reward clip 10; 64 rollouts per process per iteration (trlx counts
+    ``num_rollouts`` per process: 128 over the 2 processes), 2 epochs over them in minibatches of 4
+    per process; sampling at temperature 1, top_k 0, top_p 1, up to 1,024 new tokens; sequences of
+    2,148 tokens, so prompts keep their last 1,124; the reward model reads 2,048 tokens.
+    ``total_steps=20000`` optimiser steps at 32 per iteration (64 / 4 × 2 epochs) is 625 iterations.
+
+    What still differs, and why (configs/README.md has the longer list):
+
+    - Reward scaling: trlx clips the raw score at ±10, then divides by the running standard
+      deviation without centring; ours centres and scales, then clips (``normalize_reward`` has no
+      scale-only mode).
+    - Rollouts: trlx samples 4 prompts at a time per process and stops at the strings
+      ``GPT4 Correct User:`` / ``GPT4 Correct Assistant:``; ours samples a process's whole share at
+      once and stops at the end-of-turn token (the loop has no chunk size or stop strings).
+    - Reward model text: the fork scores ``[INST] {user} [/INST] {answer}</s>`` padded to 2,048 and
+      reads the score at the last of those positions (its ``PAD_ID`` is ``<s>``'s id); ours renders
+      the reward tokenizer's chat template and reads the last real token
+      (:mod:`starling_lib.reward.starling_rm` documents the published rule).
+    - Networks: the fork's critic and reference are branches of the last 4 blocks off the shared
+      frozen trunk; ours are a trunk copy and a full frozen copy (the same values and
+      log-probabilities, more memory: ``starling plan --preset starling-apa --layout hydra``).
+      Its value head has no bias and a random start; ours has a bias and starts at zero.
+    - One stored version of the fork's ``PPOConfig.loss`` trains only the value head while the value
+      loss exceeds 1; ours always adds both losses.
+    - Data: the fork's prompts are ``ThWu/rlhf_cleaned_prompt`` (not in Nectar's format); ours are
+      Nectar's. No evaluation every 500 steps inside the loop; seeds are not comparable.
+    - Precision: DeepSpeed keeps bf16 weights with fp32 master copies; the loop computes under bf16
+      autocast (``runtime.dtype``) with fp32 trainable weights.
+    """
+    preset = _full()
+    preset.name = "starling-apa"
+    # The published reward model's layout (trunk + v_head), so `starling rm train --preset starling-apa`
+    # writes what the authors' RL loaded (berkeley-nest/Starling-RM-7B-alpha).
+    preset.reward.backbone = "starling-rm:meta-llama/Llama-2-7b-chat-hf"
+    preset.policy = PolicyConfig(
+        algo="apa", apa_anchor="rollout", apa_lambda=1.0, kl_coef=0.01,
+        gamma=1.0, gae_lambda=0.95, whiten_advantages=False, normalize_reward=True, reward_clip=10.0,
+        cliprange=0.2, cliprange_value=0.2, vf_coef=1.0, critic="separate", unfreeze_last_n=4,
+        learning_rate=2e-7, critic_learning_rate=None, max_grad_norm=1.0,
+        adam_beta1=0.9, adam_beta2=0.95, adam_eps=1e-8, weight_decay=1e-6, lr_scheduler="cosine", lr_min=2e-7,
+        iterations=625, prompts_per_iteration=128, minibatch_size=4, grad_accum=1, epochs_per_rollout=2,
+        max_prompt_length=1124, max_new_tokens=1024, temperature=1.0, top_p=1.0, rm_max_length=2048,
+        save_every=16, gradient_checkpointing=False)
+    return preset
+
+
+PRESETS: dict[str, typing.Callable[[], Preset]] = {"smoke": _smoke, "tiny": _tiny, "full": _full,
+                                                   "starling-apa": _starling_apa}
 DEFAULT_PRESET = "tiny"
 
 
