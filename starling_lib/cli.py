@@ -18,6 +18,7 @@
     starling mt-bench score JUDGMENTS.jsonl [--json]     per-turn and overall scores, or win rates
     starling alpaca-eval judge OUTPUTS.json --reference REF.json [--style weighted|ranking] [--simulated]
     starling alpaca-eval score ANNOTATIONS.json [--instruction-difficulty CSV] [--json]   win rate, SE, LC
+    starling plan [--preset full] [--gpus 8] [--strategy ddp|zero2|zero3|fsdp] [--layout copies|hydra]   memory per GPU
     starling info [--json]                               versions, device, reference data
 
 Every command that reports numbers takes ``--json``. Expected failures (bad data, a failing
@@ -259,6 +260,17 @@ def cmd_apa_train(args) -> int:
     return EXIT_OK
 
 
+def cmd_plan(args) -> int:
+    from .config import get_preset
+    from .policy.plan import STRATEGIES, plan_memory
+
+    plan = plan_memory(get_preset(args.preset, args.set), gpus=args.gpus, strategies=args.strategy or STRATEGIES,
+                       gpu_memory_gib=args.gpu_memory_gib, layout=args.layout, shard_frozen=args.shard_frozen,
+                       rollout_batch=args.rollout_batch)
+    _print_report(plan, args.json)
+    return EXIT_OK
+
+
 def cmd_info(args) -> int:
     from . import package_versions, paths
     from .precision import precision_record, resolve_device, resolve_precision
@@ -411,6 +423,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .cli_eval import add_eval_parsers
     add_eval_parsers(sub)
+
+    plan = sub.add_parser("plan", help="memory per GPU of a policy run under DDP, ZeRO-2, ZeRO-3 and FSDP "
+                                       "(meta-device models, no GPU, no downloads)")
+    add_preset_flag(plan, default="full")
+    plan.add_argument("--gpus", type=int, default=8, help="data-parallel processes, one GPU each")
+    plan.add_argument("--strategy", action="append", choices=["ddp", "zero2", "zero3", "fsdp"],
+                      help="only this strategy (repeatable; default: all four)")
+    plan.add_argument("--gpu-memory-gib", type=float, default=80.0, help="memory of one GPU")
+    plan.add_argument("--layout", default="copies", choices=["copies", "hydra"],
+                      help="copies: this repository's loop; hydra: the Starling trlx fork's shared frozen trunk")
+    plan.add_argument("--shard-frozen", action="store_true",
+                      help="zero3/fsdp also shard the reference and reward model (default: replicated)")
+    plan.add_argument("--rollout-batch", type=int, default=None,
+                      help="prompts a GPU samples at once (default: its whole share, as the loop does)")
+    plan.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                      help="override a preset field, e.g. --set policy.minibatch_size=4 (repeatable)")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(func=cmd_plan)
 
     info = sub.add_parser("info", help="versions, device and where data is read from")
     info.add_argument("--json", action="store_true")
