@@ -30,9 +30,9 @@ FAULTS = FaultConfig(rate_429=0.20, retry_after_s=0.05, rate_500=0.10, rate_time
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
 
 
-def start_run(server, cache, out, concurrency=8):
+def start_run(server, cache, out, concurrency=8, timeout_s=0.5):
     return subprocess.Popen([sys.executable, str(SCRIPT), server.base_url, str(cache), str(out),
-                             "--n", str(N), "--concurrency", str(concurrency)])
+                             "--n", str(N), "--concurrency", str(concurrency), "--timeout", str(timeout_s)])
 
 
 def finish(process, out) -> dict:
@@ -101,11 +101,16 @@ def test_killed_and_restarted_run_equals_a_clean_run(tmp_path):
 
 
 def test_two_processes_can_share_one_cache(tmp_path):
-    """Concurrent writers wait for the lock (busy_timeout); a key is stored once."""
+    """Concurrent writers wait for the lock (busy_timeout); a key is stored once.
+
+    No faults are injected here, so the request timeout is generous: on a loaded machine a 0.3-s
+    timeout once made a few requests give up (``None`` answers), which is not what this test is about."""
     cache = tmp_path / "shared.sqlite"
     with FakeOpenAIServer(latency_s=0.005) as server:
-        runs = [start_run(server, cache, tmp_path / f"run{i}.json", 16) for i in range(2)]
+        runs = [start_run(server, cache, tmp_path / f"run{i}.json", 16, timeout_s=30) for i in range(2)]
         results = [finish(run, tmp_path / f"run{i}.json") for i, run in enumerate(runs)]
+    for result in results:
+        assert result["statuses"] == ["ok"] and result["failures"] == {}, result["failures"]
     assert results[0]["texts"] == results[1]["texts"]
     with JudgeCache(cache) as store:
         assert len(store) == N and store.integrity_check() == "ok"
