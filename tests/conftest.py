@@ -12,6 +12,16 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # No progress bars in test output (notebook kernels started by tests inherit this too).
 os.environ.setdefault("STARLING_PROGRESS", "0")
+# Everything a test writes under the runs folder (built tiny assets, executed notebooks) goes to a
+# fresh folder per test process, never the repository's runs/: a test run neither depends on what an
+# earlier one left there nor collides with a concurrent one (or with `make reproduce`).
+if "STARLING_RUNS" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["STARLING_RUNS"] = tempfile.mkdtemp(prefix="starling-test-runs-")
+    atexit.register(shutil.rmtree, os.environ["STARLING_RUNS"], ignore_errors=True)
 
 import pytest  # noqa: E402
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from fake_server import free_port
-from starling_lib.paths import runs_dir, shared_data
+from starling_lib.paths import ROOT, shared_data
 from starling_lib.reproduce import KERNEL_DISPLAY_NAME, KERNEL_NAME, numbered_notebooks
 
 pytestmark = pytest.mark.slow
@@ -125,7 +125,7 @@ def test_notebook_00_runs_in_jupyterlab_in_a_real_browser(tmp_path):
             if "Traceback" in text(e) or "Error:" in text(e)]
         checks = [text(e) for e in browser.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output")
                   if text(e).startswith(("PASS ", "FAIL "))]
-        shot = runs_dir() / "lab_browser" / "00_tour.png"
+        shot = ROOT / "runs" / "lab_browser" / "00_tour.png"  # kept for a human to look at (the tests' runs folder is temporary)
         shot.parent.mkdir(parents=True, exist_ok=True)
         for button in browser.find_elements(By.XPATH, "//div[contains(@class,'Toastify')]//button[text()='No']"):
             button.click()  # "get notified about official Jupyter news?": not in the picture
