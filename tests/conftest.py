@@ -23,6 +23,13 @@ if "STARLING_RUNS" not in os.environ:
     os.environ["STARLING_RUNS"] = tempfile.mkdtemp(prefix="starling-test-runs-")
     atexit.register(shutil.rmtree, os.environ["STARLING_RUNS"], ignore_errors=True)
 
+# Under pytest-xdist (`make test` runs two workers) each worker gets its share of the cores. Set
+# before torch is imported (it reads OMP_NUM_THREADS once) and inherited by the notebook kernels and
+# torchrun processes a test starts: oversubscribed OpenMP threads spin and slow every process down.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+if _WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // _WORKERS))
+
 import pytest  # noqa: E402
 
 from starling_lib.paths import shared_data  # noqa: E402
@@ -31,6 +38,12 @@ RATING_STRATEGIES = (
     "no_pairwise", "pairwise_no_given_order", "pairwise_not_random",
     "baseline_no_tiebreak", "tiebreak_order_given", "tiebreak_order_given_static_2",
 )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` first (a stable sort): with xdist's ``worksteal`` the many short tests
+    then end the run and are shared out, so both workers finish at about the same time."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def _shared_or_skip(name: str, what: str):

@@ -48,6 +48,7 @@ def stored_answers(cache: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_killed_and_restarted_run_equals_a_clean_run(tmp_path):
     with FakeOpenAIServer(latency_s=0.02, faults=FAULTS) as server:
         cache = tmp_path / "resumed.sqlite"

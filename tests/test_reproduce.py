@@ -42,6 +42,7 @@ def test_only_numbered_notebooks_in_order(notebooks):
         numbered_notebooks("01,07", folder=notebooks)
 
 
+@pytest.mark.slow
 def test_parameters_reach_the_notebook_and_outputs_land_in_the_given_folders(notebooks, tmp_path):
     figures, runs = tmp_path / "figs", tmp_path / "runs"
     lines = []

@@ -143,6 +143,7 @@ RESUME_SET = ["reward.save_steps=3", "reward.max_steps=9", "reward.prompts_per_b
               "reward.logging_steps=1", "reward.save_total_limit=None"]
 
 
+@pytest.mark.slow
 def test_killed_run_resumed_equals_uninterrupted(tmp_path):
     preset = get_preset("smoke", RESUME_SET)
     train, held = split_by_prompt(load_examples(preset), preset.reward.eval_fraction, preset.runtime.seed)
@@ -189,6 +190,7 @@ def _steps(records):
     return np.array([(r["loss"], r["grad_norm"]) for r in records if r.get("event") == "train" and "loss" in r])
 
 
+@pytest.mark.slow
 def test_two_processes_with_gloo_equal_one_process(tmp_path):
     """Data parallelism's guarantee: 2 processes with 2 prompts each take the same steps as 1 process
     with all 4 (per-step loss and gradient norm at fp32 tolerance; with plain SGD the weights stay
@@ -214,6 +216,7 @@ def test_two_processes_with_gloo_equal_one_process(tmp_path):
     assert final[0]["truncated"] == final[1]["truncated"]
 
 
+@pytest.mark.slow
 def test_cli_rm_train_and_eval(tmp_path, ratings_dir, capsys, monkeypatch):
     out = tmp_path / "run"
     # train from the shell (the console path, --json on stdout); eval and a bad setting in process, through

@@ -157,6 +157,7 @@ def _answers(path):
     return {r["question_id"]: r["choices"][0]["turns"] for r in map(json.loads, path.read_text().splitlines())}
 
 
+@pytest.mark.slow
 def test_served_answers_equal_the_local_greedy_answers(capsys, served, greedy_questions, tmp_path):
     common = ("mt-bench", "generate", "--model-id", "tiny", "--questions", greedy_questions, "--preset", "smoke",
               "--max-new-tokens", MAX_NEW_TOKENS, "--json")
