@@ -12,7 +12,7 @@
     starling rm bench [RUN | --scores DIR] [--benchmarks DIR] [--save-scores DIR] [--json]   the authors' RM benchmark
     starling sft train [--preset tiny] [--answers all|best] [--data SOURCE] [--out DIR] [--json]   the RL start
     starling dpo train [--policy SFT_RUN] [--pairs best_vs_worst|adjacent|all] [--data SOURCE] [--out DIR]   DPO
-    starling apa train --reward-model RUN [--policy DIR] [--algo apa|ppo|awr] [--out DIR] [--resume]
+    starling apa train --reward-model RUN [--policy DIR] [--algo apa|ppo|awr|p3o] [--out DIR] [--resume]
     starling mt-bench generate --model-id ID (--model DIR | --base-url URL) [--limit N]   FastChat answers
     starling mt-bench judge --model-id ID [ID] [--mode single|pairwise] [--simulated] [--base-url URL]
     starling mt-bench score JUDGMENTS.jsonl [--json]     per-turn and overall scores, or win rates
@@ -249,7 +249,7 @@ def cmd_apa_train(args) -> int:
     reward_model, reward_tokenizer = load_trained(args.reward_model)
     out = Path(args.out) if args.out else runs_dir() / "policy" / f"{preset.name}-{preset.policy.algo}"
     print(f"apa train: {preset.policy.algo}, {len(prompts)} prompts, {preset.policy.iterations} iterations x "
-          f"{preset.policy.prompts_per_iteration} responses, policy {args.policy or preset.policy_model.name_or_path or 'tiny (untrained)'}, "
+          f"{preset.policy.prompts_per_iteration} prompts, policy {args.policy or preset.policy_model.name_or_path or 'tiny (untrained)'}, "
           f"reward model {args.reward_model}, out {out}", file=sys.stderr)
 
     # A progress bar per iteration (proxy / gold reward, KL) on stderr; none under --json.
@@ -406,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     apa_train.add_argument("--reward-model", required=True, help="a reward-model run folder (starling rm train)")
     apa_train.add_argument("--policy", default=None,
                            help="the start policy: an SFT run folder or model folder (default: the preset's policy)")
-    apa_train.add_argument("--algo", default=None, choices=["apa", "ppo", "awr"])
+    apa_train.add_argument("--algo", default=None, choices=["apa", "ppo", "awr", "p3o"],
+                           help="apa, ppo, awr, or p3o (two responses per prompt, no critic)")
     apa_train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     for cmd, default_out in ((sft_train, "runs/sft/<preset>"), (apa_train, "runs/policy/<preset>-<algo>"),
                              (dpo_train, "runs/dpo/<preset>")):

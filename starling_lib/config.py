@@ -291,10 +291,12 @@ class SftConfig:
 
 @dataclass
 class PolicyConfig:
-    """APA / PPO / AWR policy tuning against a reward model (``starling apa train``)."""
+    """APA / PPO / AWR / P3O policy tuning against a reward model (``starling apa train``)."""
 
     algo: str = "apa"
-    """``apa`` (Zhu et al. 2023), ``ppo`` (clipped surrogate, Schulman et al. 2017) or ``awr``."""
+    """``apa`` (Zhu et al. 2023), ``ppo`` (clipped surrogate, Schulman et al. 2017), ``awr``, or
+    ``p3o`` (Wu et al. 2023: two responses per prompt, their KL-penalised reward difference,
+    trajectory-level clipped ratios, no critic, no GAE)."""
     apa_anchor: str = "init"
     """APA: ``init`` anchors the squared loss on the frozen initial policy, the official
     microsoft/RLHF-APA form (no KL term in the reward needed); ``rollout`` anchors on the policy
@@ -306,7 +308,16 @@ class PolicyConfig:
     held-out gold reward by +0.42 on average, λ = 1 by +0.19."""
     kl_coef: float = 0.0
     """Per-token penalty ``−β (log π_old − log π_init)`` added to the reward (PPO's KL control; the
-    Starling fork's APA). 0 turns it off."""
+    Starling fork's APA; P3O's ``r̂``). 0 turns it off. With ``kl_target``, the initial β."""
+    kl_target: float | None = None
+    """Adaptive KL control (Ziegler et al. 2019, Sec. 2.2): after each iteration β is multiplied by
+    ``1 + clip((KL − kl_target)/kl_target, ±0.2) · responses/kl_horizon``, where KL is the mean
+    sequence KL ``Σ_t log π_old/π_init`` per response (the log's ``kl``, nats). ``None``: β fixed at
+    ``kl_coef``. The β of each iteration is logged as ``kl_coef``."""
+    kl_horizon: int = 10000
+    """The adaptive controller's horizon, in **responses** (all processes): β moves by at most
+    ``±0.2 · responses per iteration / kl_horizon`` per iteration (trl's and lm-human-preferences'
+    10000; a short run needs a horizon near its own total responses for β to move at all)."""
     gamma: float = 1.0
     """GAE discount."""
     gae_lambda: float = 0.95
@@ -327,6 +338,13 @@ class PolicyConfig:
     """AWR temperature: weights ``exp(Â/β)``."""
     awr_max_weight: float = 20.0
     """AWR weight cap."""
+    p3o_clipping: str = "joint"
+    """P3O's trust region (Wu et al. 2023, Sec. 4.2): ``joint`` (P3O-V2: ``log(ρ1/ρ2)`` within
+    ``±cliprange``, the first author's released code) or ``separate`` (P3O-V1: PPO's clip on each
+    response's ratio ``ρ_i = π_θ(y_i|x)/π_old(y_i|x)``)."""
+    p3o_weight_clip: float | None = 10.0
+    """P3O: the importance weights ``sg(ρ1ρ2)`` (or ``sg(ρ_other)``) are clamped to ``[1/c, c]``
+    (the released code's ``cliprange_ratio`` = 10); ``None``: no clamp."""
     critic: str = "separate"
     """``separate``: value head on a copy of the policy trunk (Starling); ``shared``: on the policy's
     own last hidden state (one forward, fewer parameters, the losses interact)."""
@@ -362,9 +380,11 @@ class PolicyConfig:
     iterations: int = 40
     """Rollout-then-update rounds."""
     prompts_per_iteration: int = 16
-    """Prompts sampled per rollout round (across all processes; one response each)."""
+    """Prompts sampled per rollout round (across all processes; one response each, two for
+    ``p3o``, so P3O generates and scores twice as many responses per iteration)."""
     minibatch_size: int = 16
-    """Responses per optimiser step (per process, summed over accumulation)."""
+    """Responses per optimiser step (per process, summed over accumulation). ``p3o`` keeps each
+    prompt's two responses in one micro-batch: ``minibatch_size / grad_accum`` must be even."""
     grad_accum: int = 1
     """Micro-batches per optimiser step: a minibatch is split into this many forward/backward passes."""
     epochs_per_rollout: int = 1

@@ -345,5 +345,5 @@ def p3o_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, rewards: torch.
     return 0.5 * losses.mean()
 
 
-POLICY_ALGOS = ("apa", "ppo", "awr")
-"""Policy losses the policy trainer accepts."""
+POLICY_ALGOS = ("apa", "ppo", "awr", "p3o")
+"""Policy losses the policy trainer accepts (``p3o``: :func:`p3o_loss`, two responses per prompt)."""

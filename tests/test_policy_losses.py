@@ -530,4 +530,4 @@ def test_p3o_rejects_bad_input():
 # --------------------------------------------------------------------------------------------------
 
 def test_policy_algos():
-    assert POLICY_ALGOS == ("apa", "ppo", "awr")
+    assert POLICY_ALGOS == ("apa", "ppo", "awr", "p3o")

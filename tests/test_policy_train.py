@@ -6,14 +6,16 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from starling_lib import cli
 from starling_lib.config import get_preset
 from starling_lib.paths import ROOT
 from starling_lib.policy.pipeline import load_policy, policy_prompts
-from starling_lib.policy.train import check_config, train_policy
+from starling_lib.policy.train import check_config, minibatch_order, train_policy
 from starling_lib.reward.train import build_backbone
 
 FAST = ["policy.iterations=2", "policy.prompts_per_iteration=4", "policy.minibatch_size=4", "policy.max_new_tokens=12"]
@@ -31,22 +33,57 @@ def _run(tmp_path, overrides, name="run"):
     return run, start
 
 
+def _run_cli(tmp_path, overrides, name="run"):
+    """The same run through ``starling apa train`` in this process, against a saved untrained reward model."""
+    preset = get_preset("smoke", FAST + list(overrides))
+    policy, _ = load_policy(preset)
+    start = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    reward, reward_tokenizer = build_backbone(preset)
+    reward.save_pretrained(tmp_path / "rm")
+    reward_tokenizer.save_pretrained(tmp_path / "rm")
+    sets = [a for o in FAST + list(overrides) if not o.startswith("policy.algo=") for a in ("--set", o)]
+    algo = next(o.split("=", 1)[1] for o in overrides if o.startswith("policy.algo="))
+    code = cli.main(["apa", "train", "--preset", "smoke", "--reward-model", str(tmp_path / "rm"), "--algo", algo,
+                     "--out", str(tmp_path / name), "--json", *sets])
+    assert code == 0
+    out = tmp_path / name
+    history = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    final, _ = load_policy(get_preset("smoke"), out / "final")
+    assert json.loads((out / "preset.json").read_text())["policy"]["algo"] == algo
+    return SimpleNamespace(history=history, policy=final, output_dir=out), start
+
+
 @pytest.mark.parametrize("overrides", [
     ["policy.algo=apa"],
     ["policy.algo=apa", "policy.apa_anchor=rollout", "policy.kl_coef=0.05", "policy.critic=shared"],
-    ["policy.algo=ppo", "policy.kl_coef=0.05", "policy.grad_accum=2", "policy.epochs_per_rollout=2"],
+    ["policy.algo=ppo", "policy.kl_coef=0.05", "policy.kl_target=0.5", "policy.kl_horizon=10", "policy.grad_accum=2",
+     "policy.epochs_per_rollout=2"],
     ["policy.algo=awr", "policy.unfreeze_last_n=1"],
     ["policy.algo=apa", "policy.lora_r=4", "runtime.dtype=fp32"],
-], ids=["apa-init", "apa-rollout-shared", "ppo-accum", "awr-frozen", "apa-lora"])
+    ["policy.algo=p3o", "policy.kl_coef=0.05", "policy.grad_accum=2"],
+], ids=["apa-init", "apa-rollout-shared", "ppo-accum-adaptive-kl", "awr-frozen", "apa-lora", "p3o-cli"])
 def test_every_algorithm_runs_logs_and_moves_weights(tmp_path, overrides):
-    run, start = _run(tmp_path, overrides)
+    p3o = "policy.algo=p3o" in overrides
+    run, start = (_run_cli if p3o else _run)(tmp_path, overrides)
     assert [r["iteration"] for r in run.history] == [0, 1]
     for record in run.history:
         assert LOG_FIELDS <= set(record), LOG_FIELDS - set(record)
         assert all(v == v for v in record.values() if isinstance(v, float))  # no NaN
-        assert record["responses"] == 4
+        assert record["responses"] == (8 if p3o else 4)  # P3O: two responses for each of the 4 prompts
     assert run.history[0]["kl"] == pytest.approx(0.0, abs=1e-3)  # the first rollout is the start policy
-    moved = {n for n, p in run.policy.named_parameters() if n in start and not torch.equal(p.detach(), start[n])}
+    betas = [r["kl_coef"] for r in run.history]
+    if "policy.kl_target=0.5" in overrides:
+        # KL ≈ 0 against a target of 0.5: the error clips at −0.2, K_β = 4 responses / horizon 10.
+        assert betas == [0.05, pytest.approx(0.05 * (1 - 0.2 * 4 / 10), abs=1e-12)]
+    else:
+        assert betas == [float(get_preset("smoke", overrides).policy.kl_coef)] * 2
+    if p3o:  # no critic: no value loss, no trunk copy, the zero head untouched
+        assert all(r["value_loss"] == 0.0 for r in run.history)
+        critic = torch.load(run.output_dir / "final" / "critic.pt", weights_only=False)
+        assert critic["critic"] == "shared" and "trunk" not in critic
+        assert not critic["v_head"]["weight"].any() and not critic["v_head"]["bias"].any()
+    # A bf16 run stores the frozen parameters in bf16: unchanged means equal to the start in that dtype.
+    moved = {n for n, p in run.policy.named_parameters() if n in start and not torch.equal(p.detach(), start[n].to(p.dtype))}
     if "policy.lora_r=4" in overrides:  # the base weights stay; the merged final model differs
         assert not moved
         final, _ = load_policy(get_preset("smoke"), run.output_dir / "final")
@@ -67,10 +104,59 @@ def test_bad_settings_name_the_field():
         check_config(get_preset("smoke", ["policy.minibatch_size=5", "policy.grad_accum=2"]).policy)
     with pytest.raises(ValueError, match="lora_r and policy.unfreeze_last_n"):
         check_config(get_preset("smoke", ["policy.lora_r=4", "policy.unfreeze_last_n=1"]).policy)
+    with pytest.raises(ValueError, match=r"p3o keeps a prompt's two responses .* \(6 / 2\) must be even"):
+        check_config(get_preset("smoke", ["policy.algo=p3o", "policy.minibatch_size=6", "policy.grad_accum=2"]).policy)
+    with pytest.raises(ValueError, match="policy.p3o_clipping must be one of"):
+        check_config(get_preset("smoke", ["policy.algo=p3o", "policy.p3o_clipping=both"]).policy)
+    with pytest.raises(ValueError, match="policy.kl_target needs policy.kl_coef > 0"):
+        check_config(get_preset("smoke", ["policy.kl_target=6"]).policy)
+    with pytest.raises(ValueError, match="policy.kl_horizon must be >= 1"):
+        check_config(get_preset("smoke", ["policy.kl_coef=0.1", "policy.kl_target=6", "policy.kl_horizon=0"]).policy)
+
+
+def test_p3o_minibatches_hold_whole_pairs():
+    generator = torch.Generator().manual_seed(0)
+    order = minibatch_order(12, get_preset("smoke", ["policy.algo=p3o"]).policy, generator)
+    assert sorted(order.tolist()) == list(range(12)) and order.tolist() != list(range(12))
+    assert all(a % 2 == 0 and b == a + 1 for a, b in order.view(-1, 2).tolist())  # (2k, 2k+1) side by side
+    # The other algorithms draw the same permutation as before P3O existed.
+    plain = minibatch_order(12, get_preset("smoke").policy, torch.Generator().manual_seed(0))
+    assert torch.equal(plain, torch.randperm(12, generator=torch.Generator().manual_seed(0)))
+
+
+def test_p3o_update_moves_each_pair_towards_its_better_response():
+    """One P3O update through the real model: the log-probability gap of each pair, log π(y1) − log π(y2),
+    moves with the pair's reward difference Δ (first order: Σ Δ·change > 0, the surrogate's descent)."""
+    from starling_lib.losses import sequence_logprobs
+    from starling_lib.policy.rollout import RewardScorer, RunningMoments, forward_tokens
+    from starling_lib.policy.train import _optimizer, build_actor_critic, collect_rollout, shaped_rewards, update
+
+    preset = get_preset("smoke", ["policy.algo=p3o", "policy.kl_coef=0.05", "policy.minibatch_size=8",
+                                  "policy.max_new_tokens=8", "runtime.dtype=fp32"])
+    cfg, cpu = preset.policy, torch.device("cpu")
+    policy, tokenizer = load_policy(preset)
+    reward, reward_tokenizer = build_backbone(preset)
+    prompts, _ = policy_prompts(preset)
+    torch.manual_seed(0)
+    model, reference = build_actor_critic(policy, cfg)
+    scorer = RewardScorer(reward, reward_tokenizer, cfg.rm_max_length)
+    rollout = collect_rollout(model, reference, tokenizer, scorer, [p for p in prompts[:4] for _ in range(2)], cfg, cpu,
+                              None)
+    rewards, _ = shaped_rewards(rollout, cfg, RunningMoments())
+    r_hat = rewards.sum(1)                                                   # (8,) KL-penalised sequence rewards
+    update(model, _optimizer(model, cfg), rollout, r_hat[:, None].expand_as(rewards).contiguous(),
+           torch.zeros_like(rewards), cfg, cpu, None, seed=0)
+    with torch.no_grad():
+        after = forward_tokens(model.policy, rollout.query_ids, rollout.query_mask, rollout.response_ids, rollout.mask)
+    gap = lambda lp: (lambda s: s[:, 0] - s[:, 1])(sequence_logprobs(lp, rollout.mask).view(-1, 2))
+    delta = r_hat.view(-1, 2)[:, 0] - r_hat.view(-1, 2)[:, 1]
+    change = gap(after.logprobs) - gap(rollout.logprobs)
+    assert (delta.abs() > 1e-6).all() and (change.abs() > 0).all()
+    assert (delta * change).sum() > 0, (delta, change)
 
 
 KILL_SET = ["policy.iterations=5", "policy.save_every=2", "policy.prompts_per_iteration=4", "policy.minibatch_size=2",
-            "policy.max_new_tokens=10", "policy.kl_coef=0.02"]
+            "policy.max_new_tokens=10", "policy.kl_coef=0.02", "policy.kl_target=0.5", "policy.kl_horizon=20"]
 
 
 def test_killed_run_resumed_equals_uninterrupted(tmp_path):
@@ -90,6 +176,10 @@ def test_killed_run_resumed_equals_uninterrupted(tmp_path):
     whole_log, resumed_log = read(tmp_path / "whole"), read(killed)
     assert [r["iteration"] for r in resumed_log] == [0, 1, 2, 3, 4]  # iteration 2 logged once, not twice
     assert [drop_times(r) for r in resumed_log] == [drop_times(r) for r in whole_log]
+    # The adaptive β moved, and the checkpoint the resumption started from held the β of iteration 2.
+    betas = [r["kl_coef"] for r in whole_log]
+    assert betas[0] == 0.02 and len(set(betas)) == 5
+    assert json.loads((killed / "checkpoint-2" / "kl_controller.json").read_text())["kl_coef"] == betas[2]
     a = torch.load(tmp_path / "whole" / "checkpoint-5" / "state.pt", weights_only=False)["model"]
     b = torch.load(killed / "checkpoint-5" / "state.pt", weights_only=False)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -1,4 +1,4 @@
-"""The policy-tuning loop: rollout, reward, advantages, update; APA, PPO or AWR in one harness.
+"""The policy-tuning loop: rollout, reward, advantages, update; APA, PPO, AWR or P3O in one harness.
 
 What it is for: ``starling apa train`` and notebook 03 call :func:`train_policy`. One iteration:
 
@@ -24,11 +24,20 @@ The policy losses (:mod:`starling_lib.losses`):
   (set ``kl_coef``).
 - ``ppo``: clipped surrogate against ``π_old`` with the KL penalty in the reward.
 - ``awr``: advantage-weighted log-likelihood.
+- ``p3o`` (Wu et al. 2023): two responses per prompt (rows ``2k``, ``2k+1`` of the rollout, kept
+  in one micro-batch), no critic and no GAE: each response's KL-penalised sequence reward
+  ``r̂ = score − β Σ_t log π_old/π_init`` goes to :func:`starling_lib.losses.p3o_loss`, whose signal
+  is the pair's difference ``r̂(y1) − r̂(y2)``, with trajectory-level clipped ratios.
+
+The KL coefficient β is fixed (``kl_coef``) or, with ``kl_target``, Ziegler et al.'s adaptive
+controller (:mod:`starling_lib.policy.kl_control`), updated after each iteration from its mean KL
+and logged as ``kl_coef``.
 
 Determinism and resume: iteration ``i`` draws its prompts and its sampling noise from seeds
 derived from ``(runtime.seed, i)``, so a run stopped and resumed from a checkpoint repeats the
 uninterrupted run exactly. A checkpoint holds the trainable parameters, the optimiser, the running
-reward statistics and the iteration; the frozen rest is rebuilt from the start model.
+reward statistics and the iteration, and the KL controller's β (``kl_controller.json``); the frozen
+rest is rebuilt from the start model.
 
 Processes: under ``torchrun`` every process samples its share of the prompts and gradients are
 averaged with an all-reduce (gloo on CPU, NCCL on GPU), so all processes keep identical weights.
@@ -49,8 +58,9 @@ import torch
 import torch.distributed as dist
 
 from starling_lib.config import PolicyConfig, Preset
-from starling_lib.losses import (POLICY_ALGOS, apa_loss, awr_loss, gae_advantages, kl_penalized_rewards, masked_mean,
-                                 masked_whiten, ppo_loss, value_loss)
+from starling_lib.losses import (P3O_CLIPPING, POLICY_ALGOS, apa_loss, awr_loss, gae_advantages, kl_penalized_rewards,
+                                 masked_mean, masked_whiten, p3o_loss, ppo_loss, sequence_logprobs, value_loss)
+from starling_lib.policy.kl_control import KLController
 from starling_lib.policy.models import (ActorCritic, add_lora, freeze_all_but_last, frozen_reference, is_lora,
                                         reference_context)
 from starling_lib.policy.rollout import (Rollout, RewardScorer, RunningMoments, decode_responses, encode_prompts,
@@ -93,6 +103,22 @@ def check_config(cfg: PolicyConfig) -> None:
         problems.append(f"policy.lr_scheduler must be one of {LR_SCHEDULERS}, got {cfg.lr_scheduler!r}")
     if cfg.lr_min < 0 or cfg.lr_min > min(cfg.learning_rate, cfg.critic_learning_rate or cfg.learning_rate):
         problems.append(f"policy.lr_min must be >= 0 and at most the learning rates, got {cfg.lr_min}")
+    if cfg.kl_target is not None:
+        if not cfg.kl_target > 0:
+            problems.append(f"policy.kl_target must be > 0 (or None: a fixed kl_coef), got {cfg.kl_target}")
+        if cfg.kl_coef <= 0:
+            problems.append(f"policy.kl_target needs policy.kl_coef > 0 as the initial β (β = 0 never moves), "
+                            f"got {cfg.kl_coef}")
+    if cfg.kl_horizon < 1:
+        problems.append(f"policy.kl_horizon must be >= 1 (responses), got {cfg.kl_horizon}")
+    if cfg.algo == "p3o":
+        if cfg.p3o_clipping not in P3O_CLIPPING:
+            problems.append(f"policy.p3o_clipping must be one of {P3O_CLIPPING}, got {cfg.p3o_clipping!r}")
+        if cfg.p3o_weight_clip is not None and cfg.p3o_weight_clip < 1:
+            problems.append(f"policy.p3o_weight_clip must be >= 1 or None, got {cfg.p3o_weight_clip}")
+        if cfg.grad_accum >= 1 and (cfg.minibatch_size // cfg.grad_accum) % 2:
+            problems.append(f"policy.algo=p3o keeps a prompt's two responses in one micro-batch: policy.minibatch_size "
+                            f"/ policy.grad_accum ({cfg.minibatch_size} / {cfg.grad_accum}) must be even")
     if problems:
         raise ValueError("; ".join(problems))
 
@@ -135,7 +161,8 @@ def build_actor_critic(policy, cfg: PolicyConfig) -> tuple[ActorCritic, torch.nn
         freeze_all_but_last(policy, cfg.unfreeze_last_n)
     if cfg.gradient_checkpointing:
         policy.gradient_checkpointing_enable()
-    model = ActorCritic(policy, critic=cfg.critic)
+    # P3O has no critic: no trunk copy, only the shared head, zero-initialised and never trained.
+    model = ActorCritic(policy, critic="shared" if cfg.algo == "p3o" else cfg.critic)
     return model, reference
 
 
@@ -198,16 +225,19 @@ def collect_rollout(model: ActorCritic, reference, tokenizer, scorer: RewardScor
                    own.values * maskf, own.entropy * maskf, scores, texts, gold, timings, cut)
 
 
-def shaped_rewards(rollout: Rollout, cfg: PolicyConfig, moments: RunningMoments, world: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def shaped_rewards(rollout: Rollout, cfg: PolicyConfig, moments: RunningMoments, world: int = 1,
+                   kl_coef: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(token rewards ``(B, R)``, the processed sequence scores ``(B,)``): normalised by the running
-    statistics (updated with every process's scores first), clipped, KL-penalised."""
+    statistics (updated with every process's scores first), clipped, KL-penalised with ``kl_coef``
+    (``None``: ``cfg.kl_coef``; the loop passes its controller's current β)."""
     scores = rollout.scores.to(rollout.logprobs.device).float()
     if cfg.normalize_reward:
         moments.update(_all_gather_1d(scores, world).cpu())
         scores = (scores - moments.mean) / max(moments.std, 1e-8)
     if cfg.reward_clip is not None:
         scores = scores.clamp(-cfg.reward_clip, cfg.reward_clip)
-    rewards = kl_penalized_rewards(scores, rollout.logprobs, rollout.ref_logprobs, rollout.mask, cfg.kl_coef)
+    beta = cfg.kl_coef if kl_coef is None else kl_coef
+    rewards = kl_penalized_rewards(scores, rollout.logprobs, rollout.ref_logprobs, rollout.mask, beta)
     return rewards, scores
 
 
@@ -227,7 +257,24 @@ def policy_loss(cfg: PolicyConfig, logprobs, rollout_logprobs, ref_logprobs, adv
         return apa_loss(logprobs, anchor, advantages, mask, adv_coeff=1.0 / cfg.apa_lambda)
     if cfg.algo == "ppo":
         return ppo_loss(logprobs, rollout_logprobs, advantages, mask, cfg.cliprange)
+    if cfg.algo == "p3o":
+        # Rows 2k, 2k+1 are one prompt's pair; ``advantages`` holds each response's r̂ on every token.
+        def pairs(token_logprobs):
+            return sequence_logprobs(token_logprobs, mask).view(-1, 2)  # (B/2, 2) log π(y|x)
+
+        return p3o_loss(pairs(logprobs), pairs(rollout_logprobs), advantages[:, 0].reshape(-1, 2), cfg.cliprange,
+                        cfg.p3o_clipping, cfg.p3o_weight_clip)
     return awr_loss(logprobs, advantages, mask, cfg.awr_beta, cfg.awr_max_weight)
+
+
+def minibatch_order(n: int, cfg: PolicyConfig, generator: torch.Generator) -> torch.Tensor:
+    """A random order of the rollout's ``n`` responses for one epoch; for ``p3o`` a random order of
+    its pairs ``(2k, 2k+1)``, each kept adjacent, so every (even) minibatch and micro-batch holds
+    whole pairs."""
+    if cfg.algo != "p3o":
+        return torch.randperm(n, generator=generator)
+    pairs = torch.randperm(n // 2, generator=generator)
+    return torch.stack([2 * pairs, 2 * pairs + 1], dim=1).flatten()
 
 
 def update(model: ActorCritic, optimizer, rollout: Rollout, advantages, returns, cfg: PolicyConfig, device,
@@ -242,7 +289,7 @@ def update(model: ActorCritic, optimizer, rollout: Rollout, advantages, returns,
     n_micro = 0
     generator = torch.Generator().manual_seed(seed)
     for _ in range(cfg.epochs_per_rollout):
-        order = torch.randperm(n, generator=generator)
+        order = minibatch_order(n, cfg, generator)
         for start in range(0, n, cfg.minibatch_size):
             minibatch = order[start:start + cfg.minibatch_size]
             optimizer.zero_grad(set_to_none=True)
@@ -258,7 +305,10 @@ def update(model: ActorCritic, optimizer, rollout: Rollout, advantages, returns,
                 old_lp, ref_lp = rollout.logprobs[idx, :width], rollout.ref_logprobs[idx, :width]
                 adv, ret = advantages[idx, :width], returns[idx, :width]
                 pl = policy_loss(cfg, stats.logprobs, old_lp, ref_lp, adv, mask)
-                vl = value_loss(stats.values, rollout.values[idx, :width], ret, mask, cfg.cliprange_value)
+                if cfg.algo == "p3o":  # no critic: a zero gradient reaches its head (DDP wants every parameter used)
+                    vl = 0.0 * stats.values.sum()
+                else:
+                    vl = value_loss(stats.values, rollout.values[idx, :width], ret, mask, cfg.cliprange_value)
                 loss = (pl + cfg.vf_coef * vl) * len(idx) / len(minibatch)
                 loss.backward()
                 with torch.no_grad():
@@ -377,6 +427,7 @@ def train_policy(preset: Preset, prompts: list, policy, tokenizer, reward_model,
     reward_model.to(device)
     optimizer = _optimizer(model, cfg)
     moments = RunningMoments()
+    kl_ctl = KLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)  # β: fixed, or adaptive with kl_target
     scorer = RewardScorer(reward_model, reward_tokenizer, cfg.rm_max_length, dtype=dtype)
     trainable = sorted(name for name, p in model.named_parameters() if p.requires_grad)
     meta = {"algo": cfg.algo, "start_model": start_model, "trainable": trainable, "world_size": world}
@@ -385,6 +436,7 @@ def train_policy(preset: Preset, prompts: list, policy, tokenizer, reward_model,
     checkpoint = latest_checkpoint(output_dir) if resume else None
     if checkpoint is not None:
         start = load_checkpoint(checkpoint, model, optimizer, moments, meta)
+        kl_ctl.restore(checkpoint)
     if rank == 0:
         if checkpoint is None:
             log_path.unlink(missing_ok=True)
@@ -399,14 +451,23 @@ def train_policy(preset: Preset, prompts: list, policy, tokenizer, reward_model,
         t_iter = time.perf_counter()
         chosen = iteration_prompts(len(prompts), cfg.prompts_per_iteration, seed, iteration)[rank::world]
         batch_prompts = [prompts[i] for i in chosen]
+        if cfg.algo == "p3o":  # two responses per prompt, side by side: rows 2k and 2k+1 are a pair
+            batch_prompts = [p for p in batch_prompts for _ in range(2)]
         torch.manual_seed(_iteration_seed(seed, iteration, rank))  # the sampling noise of this iteration
         rollout = collect_rollout(model, reference, tokenizer, scorer, batch_prompts, cfg, device, dtype, gold_fn)
 
         t0 = time.perf_counter()
-        rewards, shaped = shaped_rewards(rollout, cfg, moments, world)
-        advantages, returns = gae_advantages(rewards, rollout.values, rollout.mask, cfg.gamma, cfg.gae_lambda)
-        if cfg.whiten_advantages:
-            advantages = _whiten_global(advantages, rollout.mask, world)
+        beta = kl_ctl.value  # this iteration's KL coefficient
+        rewards, shaped = shaped_rewards(rollout, cfg, moments, world, kl_coef=beta)
+        if cfg.algo == "p3o":
+            # Trajectory level, no critic, no GAE: each response's r̂ = score − β Σ_t log π_old/π_init
+            # (the sum of its token rewards) on every one of its tokens, for policy_loss to pair up.
+            advantages = rewards.sum(1, keepdim=True).expand_as(rewards).contiguous()
+            returns = torch.zeros_like(rewards)
+        else:
+            advantages, returns = gae_advantages(rewards, rollout.values, rollout.mask, cfg.gamma, cfg.gae_lambda)
+            if cfg.whiten_advantages:
+                advantages = _whiten_global(advantages, rollout.mask, world)
         losses = update(model, optimizer, rollout, advantages, returns, cfg, device, dtype,
                         _iteration_seed(seed, iteration, rank) + 1, world)
         update_s = time.perf_counter() - t0
@@ -414,11 +475,14 @@ def train_policy(preset: Preset, prompts: list, policy, tokenizer, reward_model,
         record = _iteration_record(iteration, rollout, shaped, losses, world)
         record.update({k: round(v, 4) for k, v in rollout.timings.items()}, update_s=round(update_s, 4),
                       iteration_s=round(time.perf_counter() - t_iter, 4), algo=cfg.algo)
+        record["kl_coef"] = beta
+        kl_ctl.update(record["kl"], record["responses"])  # β of the next iteration (from every process's KL)
         last = iteration + 1 == cfg.iterations
         if rank == 0:
             with log_path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
             if (iteration + 1) % cfg.save_every == 0 or last:
+                kl_ctl.save(output_dir / f"checkpoint-{iteration + 1}")  # before state.pt: a checkpoint with it has β
                 save_checkpoint(output_dir / f"checkpoint-{iteration + 1}", model, optimizer, moments, iteration + 1, meta)
         if on_iteration is not None:
             on_iteration(iteration, record)
