@@ -12,7 +12,8 @@ What it is for: ``starling apa train`` and notebook 03 call :func:`train_policy`
    processes).
 4. **Update**: ``epochs_per_rollout`` passes over the batch in minibatches (split into
    ``grad_accum`` micro-batches): the policy loss of ``algo`` plus ``vf_coef ×`` the clipped value
-   loss; gradients clipped; one Adam step per minibatch.
+   loss; gradients clipped; one AdamW step per minibatch (learning rate ``constant`` or ``cosine``
+   down to ``lr_min`` over the run's steps, :func:`scheduled_lr`).
 
 The policy losses (:mod:`starling_lib.losses`):
 
@@ -39,12 +40,23 @@ uninterrupted run exactly. A checkpoint holds the trainable parameters, the opti
 reward statistics and the iteration, and the KL controller's β (``kl_controller.json``); the frozen
 rest is rebuilt from the start model.
 
-Processes: under ``torchrun`` every process samples its share of the prompts and gradients are
-averaged with an all-reduce (gloo on CPU, NCCL on GPU), so all processes keep identical weights.
+Processes (:mod:`accelerate`): one process without a launcher, as a notebook runs it. Under
+``torchrun`` or ``accelerate launch`` each process samples and scores its share of the prompts with
+its own models (the unwrapped policy generates), and an :class:`accelerate.Accelerator` prepares the
+trainable network and its optimiser: DDP by default (gloo on CPU, NCCL on GPU), FSDP2 or DeepSpeed
+ZeRO with an ``accelerate`` config file (``configs/policy_*.yaml``). The reference and the reward
+model stay outside it (forward only, bf16 in a bf16 run), and so do the frozen blocks outside the
+optimiser. A minibatch's micro-batches accumulate under ``no_sync`` and its last backward averages
+the gradients over the processes; reward statistics, whitening and the log are pooled with
+accelerate's ``gather`` / ``reduce``. ``prompts_per_iteration`` must split evenly over the
+processes. Checkpoints: our own format under one process and DDP (all weights and optimiser state
+are on every process: small, exact, readable without accelerate); ``accelerator.save_state`` under
+FSDP / DeepSpeed, whose state is sharded (untested here: no GPU).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -55,7 +67,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.distributed as dist
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, PartialState
+from accelerate.utils import DistributedType, gather, reduce
 
 from starling_lib.config import PolicyConfig, Preset
 from starling_lib.losses import (P3O_CLIPPING, POLICY_ALGOS, apa_loss, awr_loss, gae_advantages, kl_penalized_rewards,
@@ -126,27 +140,41 @@ def check_config(cfg: PolicyConfig) -> None:
 # ----------------------------------------------------------------------------------------------
 # Processes
 
-def _world() -> tuple[int, int]:
-    """(rank, world size); starts the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
+SHARDED = (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
+
+def make_accelerator(runtime) -> Accelerator:
+    """The run's :class:`accelerate.Accelerator`: one process without a launcher; DDP under
+    ``torchrun`` / ``accelerate launch`` (gloo on CPU, NCCL on GPU); FSDP or DeepSpeed when an
+    ``accelerate`` config file says so. ``runtime.device="cpu"`` keeps every process on the CPU.
+
+    Gradient accumulation is the loop's own (``gradient_accumulation_steps`` stays 1; see :func:`update`),
+    and mixed precision is :mod:`starling_lib.precision`'s autocast, so a launcher that asks for none
+    changes nothing in one process."""
+    cpu = resolve_device(runtime).type == "cpu"
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # One process: forget the state an earlier Trainer or Accelerator of this interpreter left
+        # (its mixed precision, its device), as transformers.TrainingArguments does itself.
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(cpu=cpu, device_placement=False)
 
 
 def _all_sum(tensor: torch.Tensor, world: int) -> torch.Tensor:
-    if world > 1:
-        tensor = tensor.clone()
-        dist.all_reduce(tensor)
-    return tensor
+    """``tensor`` summed over processes (through accelerate; on the collective's device and back)."""
+    if world == 1:
+        return tensor
+    return reduce(tensor.to(_collective_device()), "sum").to(tensor.device)
 
 
 def _all_gather_1d(tensor: torch.Tensor, world: int) -> torch.Tensor:
+    """Every process's ``tensor`` concatenated, in rank order (through accelerate)."""
     if world == 1:
         return tensor
-    parts = [torch.zeros_like(tensor) for _ in range(world)]
-    dist.all_gather(parts, tensor.contiguous())
-    return torch.cat(parts)
+    return gather(tensor.contiguous().to(_collective_device())).to(tensor.device)
+
+
+def _collective_device() -> torch.device:
+    return PartialState().device  # NCCL reduces CUDA tensors only; gloo CPU ones
 
 
 # ----------------------------------------------------------------------------------------------
@@ -166,15 +194,97 @@ def build_actor_critic(policy, cfg: PolicyConfig) -> tuple[ActorCritic, torch.nn
     return model, reference
 
 
+def store_dtypes(model: ActorCritic, reference: torch.nn.Module | None, reward_model: torch.nn.Module,
+                 dtype: torch.dtype | None) -> None:
+    """Storage dtypes, in place: what trains in fp32 (Adam's master weights: at a learning rate of
+    1e-6 a step is below bf16's resolution and would round away), and, in a bf16 run only, what never
+    trains in bf16: the reward model and the frozen parameters of policy and critic (the blocks below
+    ``unfreeze_last_n``, a LoRA base). Each reference parameter takes the dtype of the policy's
+    parameter of the same name, so the reference computes exactly what the start policy computes.
+    Under bf16 autocast a matmul reads its weights in bf16 either way: this halves their memory. In an
+    fp32 run (every CPU by default) nothing changes."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad and p.dtype != torch.float32:
+                p.data = p.data.float()
+            elif not p.requires_grad and dtype == torch.bfloat16:
+                p.data = p.data.to(dtype)
+        if reference is not None:
+            own = dict(model.policy.named_parameters())
+            for name, p in reference.named_parameters():
+                if name in own and p.dtype != own[name].dtype:
+                    p.data = p.data.to(own[name].dtype)
+        if dtype == torch.bfloat16:
+            reward_model.to(dtype)
+
+
+@contextlib.contextmanager
+def full_weights(accelerator: Accelerator, model):
+    """The unwrapped actor-critic with all its weights present, for a rollout (sampling, the no-grad
+    passes, a LoRA reference): DDP and ZeRO-2 hold them anyway; ZeRO-3 gathers them (as TRL's
+    ``unwrap_model_for_generation`` does); FSDP1 summons them; FSDP2 unshards the root module (its
+    inner units unshard themselves on each forward)."""
+    plain = accelerator.unwrap_model(model)
+    kind = accelerator.distributed_type
+    if kind == DistributedType.DEEPSPEED and accelerator.state.deepspeed_plugin.zero_stage == 3:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(model.parameters())):
+            yield plain
+    elif kind == DistributedType.FSDP and not accelerator.is_fsdp2:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        with FullyShardedDataParallel.summon_full_params(model, writeback=False):
+            yield plain
+    elif kind == DistributedType.FSDP:
+        plain.unshard()
+        try:
+            yield plain
+        finally:
+            plain.reshard()
+    else:
+        yield plain
+
+
+def _settle_deepspeed_config(accelerator: Accelerator, cfg: PolicyConfig) -> None:
+    """Under DeepSpeed: the values its config leaves to the loop (``"auto"``) from ``cfg``, and a clear
+    error where it contradicts ``cfg``. There is no dataloader for accelerate to read a batch size
+    from, and DeepSpeed clips the gradients itself (the loop's clipping is then only its norm)."""
+    if accelerator.distributed_type != DistributedType.DEEPSPEED:
+        return
+    config = accelerator.state.deepspeed_plugin.deepspeed_config
+    micro = cfg.minibatch_size // cfg.grad_accum
+    if config.get("train_micro_batch_size_per_gpu", "auto") == "auto":  # accelerate derives train_batch_size
+        config["train_micro_batch_size_per_gpu"] = micro
+    clipping = config.get("gradient_clipping", "auto")
+    if clipping == "auto":
+        config["gradient_clipping"] = cfg.max_grad_norm or 0.0
+    elif float(clipping) != float(cfg.max_grad_norm or 0.0):
+        raise ValueError(f"the DeepSpeed config clips gradients at gradient_clipping={clipping} but "
+                         f"policy.max_grad_norm={cfg.max_grad_norm}; make them agree (DeepSpeed does the clipping)")
+
+
 def _optimizer(model: ActorCritic, cfg: PolicyConfig) -> torch.optim.Optimizer:
     critic_ids = {id(p) for p in model.critic_parameters()}
     actor = [p for p in model.parameters() if p.requires_grad and id(p) not in critic_ids]
     critic = [p for p in model.critic_parameters() if p.requires_grad]
-    groups = [{"params": actor, "lr": cfg.learning_rate},
-              {"params": critic, "lr": cfg.critic_learning_rate or cfg.learning_rate}]
+    groups = [{"params": actor, "lr": cfg.learning_rate, "base_lr": cfg.learning_rate},
+              {"params": critic, "lr": cfg.critic_learning_rate or cfg.learning_rate,
+               "base_lr": cfg.critic_learning_rate or cfg.learning_rate}]
     # AdamW: at weight_decay 0 torch's Adam and AdamW take the same branch (no decay term), the same steps.
     return torch.optim.AdamW([g for g in groups if g["params"]], betas=(cfg.adam_beta1, cfg.adam_beta2),
                              eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+
+
+def scheduled_lr(cfg: PolicyConfig, base_lr: float, step: int, total_steps: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) of ``total_steps``: ``base_lr`` for
+    ``constant``; for ``cosine``, ``lr_min + (base_lr − lr_min)·(1 + cos(π·step/total_steps))/2``
+    (``torch.optim.lr_scheduler.CosineAnnealingLR``'s closed form, as the authors' trlx run used):
+    ``base_lr`` at the first step, approaching ``lr_min`` at the last. A function of the step alone,
+    so a resumed run needs no scheduler state to continue exactly."""
+    if cfg.lr_scheduler == "constant" or total_steps <= 0:
+        return base_lr
+    return cfg.lr_min + (base_lr - cfg.lr_min) * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)) / 2
 
 
 def _iteration_seed(seed: int, iteration: int, rank: int = 0) -> int:
@@ -278,39 +388,65 @@ def minibatch_order(n: int, cfg: PolicyConfig, generator: torch.Generator) -> to
 
 
 def update(model: ActorCritic, optimizer, rollout: Rollout, advantages, returns, cfg: PolicyConfig, device,
-           dtype: torch.dtype | None, seed: int, world: int = 1) -> dict:
-    """``epochs_per_rollout`` passes of minibatch steps; returns mean losses and PPO diagnostics."""
+           dtype: torch.dtype | None, seed: int, accelerator: Accelerator | None = None, first_step: int = 0,
+           total_steps: int = 0) -> dict:
+    """``epochs_per_rollout`` passes of minibatch steps; returns mean losses and PPO diagnostics
+    (averaged over processes), the learning rate of the last step and the mean gradient norm before
+    clipping.
+
+    ``model`` and ``optimizer`` as ``accelerator.prepare`` returned them (``None``: plain torch, one
+    process). Each optimiser step averages the gradient of its minibatch: micro-batch ``j`` of a
+    minibatch adds ``len(micro_j) / len(minibatch)`` of its mean loss; all but the last micro-batch
+    run under ``accelerator.no_sync`` and the last one's backward averages the gradients over the
+    processes (DDP's bucketed all-reduce; FSDP's reduce-scatter; DeepSpeed's ZeRO reduction).
+    ``first_step`` / ``total_steps``: where this update's steps sit in the run, for the schedule
+    (:func:`scheduled_lr`)."""
     model.train()
     n = rollout.response_ids.shape[0]
     micro = cfg.minibatch_size // cfg.grad_accum
-    trainable = [p for p in model.parameters() if p.requires_grad]
     temperature = cfg.temperature if cfg.temperature > 0 else 1.0
     totals = {"policy_loss": 0.0, "value_loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0}
-    n_micro = 0
+    n_micro, step, norms = 0, first_step, []
+    # accelerate (and DeepSpeed) divide each backward's loss by their gradient_accumulation_steps (1
+    # unless a DeepSpeed config sets it); undo that, the weights below already average.
+    accumulation = accelerator.gradient_accumulation_steps if accelerator is not None else 1
     generator = torch.Generator().manual_seed(seed)
     for _ in range(cfg.epochs_per_rollout):
         order = minibatch_order(n, cfg, generator)
         for start in range(0, n, cfg.minibatch_size):
             minibatch = order[start:start + cfg.minibatch_size]
+            if accelerator is not None:
+                accelerator.sync_gradients = True  # the accelerated optimiser's zero_grad/step act only then
             optimizer.zero_grad(set_to_none=True)
+            for group in optimizer.param_groups:
+                group["lr"] = scheduled_lr(cfg, group["base_lr"], step, total_steps)
             parts = [minibatch[i:i + micro] for i in range(0, len(minibatch), micro)]
-            for idx in parts:
+            for j, idx in enumerate(parts):
+                last = j + 1 == len(parts)
+                sync = contextlib.nullcontext()
+                if accelerator is not None:
+                    accelerator.sync_gradients = last  # DeepSpeed steps inside the last backward
+                    sync = contextlib.nullcontext() if last else accelerator.no_sync(model)
                 mask = rollout.mask[idx]
                 # Trim right padding shared by the whole micro-batch: fewer positions to run.
                 width = int(mask.sum(1).max())
                 mask = mask[:, :width]
-                with autocast_context(device, dtype):
-                    stats = forward_tokens(model, rollout.query_ids[idx], rollout.query_mask[idx],
-                                           rollout.response_ids[idx, :width], mask, temperature, with_values=True)
-                old_lp, ref_lp = rollout.logprobs[idx, :width], rollout.ref_logprobs[idx, :width]
-                adv, ret = advantages[idx, :width], returns[idx, :width]
-                pl = policy_loss(cfg, stats.logprobs, old_lp, ref_lp, adv, mask)
-                if cfg.algo == "p3o":  # no critic: a zero gradient reaches its head (DDP wants every parameter used)
-                    vl = 0.0 * stats.values.sum()
-                else:
-                    vl = value_loss(stats.values, rollout.values[idx, :width], ret, mask, cfg.cliprange_value)
-                loss = (pl + cfg.vf_coef * vl) * len(idx) / len(minibatch)
-                loss.backward()
+                with sync:
+                    with autocast_context(device, dtype):
+                        stats = forward_tokens(model, rollout.query_ids[idx], rollout.query_mask[idx],
+                                               rollout.response_ids[idx, :width], mask, temperature, with_values=True)
+                    old_lp, ref_lp = rollout.logprobs[idx, :width], rollout.ref_logprobs[idx, :width]
+                    adv, ret = advantages[idx, :width], returns[idx, :width]
+                    pl = policy_loss(cfg, stats.logprobs, old_lp, ref_lp, adv, mask)
+                    if cfg.algo == "p3o":  # no critic: a zero gradient reaches its head (DDP wants every parameter used)
+                        vl = 0.0 * stats.values.sum()
+                    else:
+                        vl = value_loss(stats.values, rollout.values[idx, :width], ret, mask, cfg.cliprange_value)
+                    loss = (pl + cfg.vf_coef * vl) * len(idx) / len(minibatch)
+                    if accelerator is None:
+                        loss.backward()
+                    else:
+                        accelerator.backward(loss * accumulation if accumulation != 1 else loss)
                 with torch.no_grad():
                     logratio = stats.logprobs - old_lp
                     totals["policy_loss"] += pl.item()
@@ -318,28 +454,54 @@ def update(model: ActorCritic, optimizer, rollout: Rollout, advantages, returns,
                     totals["approx_kl"] += masked_mean(0.5 * logratio ** 2, mask).item()
                     totals["clipfrac"] += masked_mean(((logratio.exp() - 1).abs() > cfg.cliprange).float(), mask).item()
                     n_micro += 1
-            if world > 1:
-                for p in trainable:
-                    if p.grad is not None:
-                        dist.all_reduce(p.grad)
-                        p.grad /= world
-            if cfg.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+            # Every parameter (frozen ones have no gradient): FSDP clips through its own method only then.
+            # Without clipping, max_norm=inf only measures the norm (the gradients are multiplied by 1).
+            params, max_norm = list(model.parameters()), cfg.max_grad_norm or math.inf
+            if accelerator is None:
+                norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            else:
+                norm = accelerator.clip_grad_norm_(params, max_norm)
+            if norm is not None:
+                norms.append(float(norm))
             optimizer.step()
-    return {k: v / max(n_micro, 1) for k, v in totals.items()}
+            step += 1
+    world = accelerator.num_processes if accelerator is not None else 1
+    means = _all_sum(torch.tensor([v / max(n_micro, 1) for v in totals.values()], dtype=torch.float64), world) / world
+    out = dict(zip(totals, means.tolist()))
+    out["lr"] = optimizer.param_groups[0]["lr"]
+    if norms:
+        out["grad_norm"] = sum(norms) / len(norms)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
 # Checkpoints and logs
 
 def save_checkpoint(path: Path, model: ActorCritic, optimizer, moments: RunningMoments, iteration: int,
-                    meta: dict) -> None:
+                    meta: dict, accelerator: Accelerator | None = None) -> None:
+    """Write ``path/state.pt`` (every process calls this; the first one writes).
+
+    One process and DDP: the trainable parameters of the unwrapped model and the optimiser's state
+    (every process holds all of both, identical), our own format, which resumes bit for bit and
+    stays small (no frozen weights). FSDP and DeepSpeed shard the optimiser state (and FSDP / ZeRO-3 the
+    weights) over the processes, so only the engine can write them: ``accelerator.save_state`` into
+    ``path/engine/``, every process its shard, and ``state.pt`` names it."""
+    sharded = accelerator is not None and accelerator.distributed_type in SHARDED
+    main = accelerator is None or accelerator.is_main_process
     path.mkdir(parents=True, exist_ok=True)
-    state = {"format": CHECKPOINT_FORMAT, "iteration": iteration, "model": model.trainable_state_dict(),
-             "optimizer": optimizer.state_dict(), "moments": moments.state_dict(), "meta": meta}
-    tmp = path / "state.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path / "state.pt")  # a run killed while saving leaves the previous checkpoint whole
+    if sharded:
+        accelerator.save_state(str(path / "engine"))
+        accelerator.wait_for_everyone()
+    if main:
+        plain = accelerator.unwrap_model(model) if accelerator is not None else model
+        state = {"format": CHECKPOINT_FORMAT, "iteration": iteration, "moments": moments.state_dict(), "meta": meta}
+        if sharded:
+            state["engine"] = "engine"
+        else:
+            state.update(model=plain.trainable_state_dict(), optimizer=optimizer.state_dict())
+        tmp = path / "state.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, path / "state.pt")  # a run killed while saving leaves the previous checkpoint whole
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
@@ -347,8 +509,9 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.rsplit("-", 1)[1])) if found else None
 
 
-def load_checkpoint(path: Path, model: ActorCritic, optimizer, moments: RunningMoments, meta: dict) -> int:
-    """Restore ``path`` into the live objects; the iteration to continue from."""
+def load_checkpoint(path: Path, model: ActorCritic, optimizer, moments: RunningMoments, meta: dict,
+                    accelerator: Accelerator | None = None) -> int:
+    """Restore ``path`` into the live (prepared) objects; the iteration to continue from."""
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
     if state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: checkpoint format {state.get('format')}, this code reads {CHECKPOINT_FORMAT}")
@@ -356,11 +519,20 @@ def load_checkpoint(path: Path, model: ActorCritic, optimizer, moments: RunningM
         if state["meta"].get(key) != meta.get(key):
             raise ValueError(f"{path}: checkpoint was written with {key}={state['meta'].get(key)!r}, "
                              f"this run has {meta.get(key)!r}; resume with the same settings or a new output dir")
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in state["model"].items():
-            params[name].copy_(value)
-    optimizer.load_state_dict(state["optimizer"])
+    if "engine" in state:
+        if accelerator is None or accelerator.distributed_type not in SHARDED:
+            raise ValueError(f"{path}: written by FSDP/DeepSpeed (engine state in {state['engine']}/); resume it "
+                             "with the same accelerate config")
+        accelerator.load_state(str(path / state["engine"]))
+    else:
+        if accelerator is not None and accelerator.distributed_type in SHARDED:
+            raise ValueError(f"{path}: written without FSDP/DeepSpeed; resume it without them")
+        plain = accelerator.unwrap_model(model) if accelerator is not None else model
+        params = dict(plain.named_parameters())
+        with torch.no_grad():
+            for name, value in state["model"].items():
+                params[name].copy_(value)
+        optimizer.load_state_dict(state["optimizer"])
     moments.load_state_dict(state["moments"])
     return state["iteration"]
 
@@ -409,33 +581,48 @@ def train_policy(preset: Preset, prompts: list, policy, tokenizer, reward_model,
     check_config(cfg)
     if not prompts:
         raise ValueError("no prompts to train on")
-    rank, world = _world()
-    device = resolve_device(preset.runtime)
+    accelerator = make_accelerator(preset.runtime)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    # One process: the runtime's device, as always; several: each its own (cuda:LOCAL_RANK, or cpu).
+    device = accelerator.device if world > 1 else resolve_device(preset.runtime)
     precision = resolve_precision(preset.runtime, device)
     if precision.name == "fp16":
         raise ValueError("runtime.dtype=fp16: the policy loop has no loss scaling; use bf16 or fp32")
+    if accelerator.mixed_precision not in ("no", precision.name):
+        raise ValueError(f"the accelerate config asks for mixed_precision={accelerator.mixed_precision} but this run "
+                         f"computes in {precision.name} ({precision.reason}); set runtime.dtype={accelerator.mixed_precision} "
+                         "or mixed_precision: 'no' in the accelerate config")
     dtype = precision.torch_dtype
+    per_iteration = min(cfg.prompts_per_iteration, len(prompts))
+    if per_iteration % world:
+        raise ValueError(f"policy.prompts_per_iteration: {per_iteration} prompts per iteration do not split evenly over "
+                         f"{world} processes; use a multiple of {world}")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     log_path = output_dir / "log.jsonl"
 
     torch.manual_seed(preset.runtime.seed)
     model, reference = build_actor_critic(policy, cfg)
+    store_dtypes(model, reference, reward_model, dtype)
     model.to(device)
     if reference is not None:
         reference.to(device)
     reward_model.to(device)
     optimizer = _optimizer(model, cfg)
+    # DDP (or FSDP / DeepSpeed) around the trainable network only: the reference and the reward
+    # model only ever run forward, each process its own copy.
+    _settle_deepspeed_config(accelerator, cfg)
+    model, optimizer = accelerator.prepare(model, optimizer)
     moments = RunningMoments()
     kl_ctl = KLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)  # β: fixed, or adaptive with kl_target
     scorer = RewardScorer(reward_model, reward_tokenizer, cfg.rm_max_length, dtype=dtype)
-    trainable = sorted(name for name, p in model.named_parameters() if p.requires_grad)
+    trainable = sorted(name for name, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad)
     meta = {"algo": cfg.algo, "start_model": start_model, "trainable": trainable, "world_size": world}
 
     start = 0
     checkpoint = latest_checkpoint(output_dir) if resume else None
     if checkpoint is not None:
-        start = load_checkpoint(checkpoint, model, optimizer, moments, meta)
+        start = load_checkpoint(checkpoint, model, optimizer, moments, meta, accelerator)
         kl_ctl.restore(checkpoint)
     if rank == 0:
         if checkpoint is None:
@@ -454,7 +641,8 @@ def train_policy(preset: Preset, prompts: list, policy, tokenizer, reward_model,
         if cfg.algo == "p3o":  # two responses per prompt, side by side: rows 2k and 2k+1 are a pair
             batch_prompts = [p for p in batch_prompts for _ in range(2)]
         torch.manual_seed(_iteration_seed(seed, iteration, rank))  # the sampling noise of this iteration
-        rollout = collect_rollout(model, reference, tokenizer, scorer, batch_prompts, cfg, device, dtype, gold_fn)
+        with full_weights(accelerator, model) as plain:  # sampling and scoring: each process on its own
+            rollout = collect_rollout(plain, reference, tokenizer, scorer, batch_prompts, cfg, device, dtype, gold_fn)
 
         t0 = time.perf_counter()
         beta = kl_ctl.value  # this iteration's KL coefficient
@@ -468,8 +656,10 @@ def train_policy(preset: Preset, prompts: list, policy, tokenizer, reward_model,
             advantages, returns = gae_advantages(rewards, rollout.values, rollout.mask, cfg.gamma, cfg.gae_lambda)
             if cfg.whiten_advantages:
                 advantages = _whiten_global(advantages, rollout.mask, world)
+        steps = cfg.epochs_per_rollout * math.ceil(rollout.response_ids.shape[0] / cfg.minibatch_size)
         losses = update(model, optimizer, rollout, advantages, returns, cfg, device, dtype,
-                        _iteration_seed(seed, iteration, rank) + 1, world)
+                        _iteration_seed(seed, iteration, rank) + 1, accelerator, first_step=iteration * steps,
+                        total_steps=cfg.iterations * steps)
         update_s = time.perf_counter() - t0
 
         record = _iteration_record(iteration, rollout, shaped, losses, world)
@@ -481,9 +671,11 @@ def train_policy(preset: Preset, prompts: list, policy, tokenizer, reward_model,
         if rank == 0:
             with log_path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
-            if (iteration + 1) % cfg.save_every == 0 or last:
-                kl_ctl.save(output_dir / f"checkpoint-{iteration + 1}")  # before state.pt: a checkpoint with it has β
-                save_checkpoint(output_dir / f"checkpoint-{iteration + 1}", model, optimizer, moments, iteration + 1, meta)
+        if (iteration + 1) % cfg.save_every == 0 or last:
+            if rank == 0:  # before state.pt: a checkpoint with state.pt has its β
+                kl_ctl.save(output_dir / f"checkpoint-{iteration + 1}")
+            save_checkpoint(output_dir / f"checkpoint-{iteration + 1}", model, optimizer, moments, iteration + 1, meta,
+                            accelerator)
         if on_iteration is not None:
             on_iteration(iteration, record)
         bar.set_postfix({k.removesuffix("_reward"): f"{record[k]:.3f}" for k in ("proxy_reward", "gold_reward", "kl")
@@ -492,9 +684,12 @@ def train_policy(preset: Preset, prompts: list, policy, tokenizer, reward_model,
     bar.close()
     train_seconds = time.perf_counter() - started
 
+    accelerator.wait_for_everyone()  # the first process has written the log
     history = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.is_file() else []
+    full_state = accelerator.get_state_dict(model) if save_final and accelerator.distributed_type in SHARDED else None
+    model = accelerator.unwrap_model(model)
     if rank == 0 and save_final:
-        save_policy(model, tokenizer, output_dir / "final")
+        save_policy(model, tokenizer, output_dir / "final", full_state)
     metrics = {"algo": cfg.algo, "iterations": cfg.iterations, "train_seconds": train_seconds}
     if history:
         metrics.update({k: history[-1][k] for k in ("proxy_reward", "gold_reward", "kl") if k in history[-1]})
@@ -521,18 +716,22 @@ def _iteration_record(iteration: int, rollout: Rollout, shaped: torch.Tensor, lo
     return record
 
 
-def save_policy(model: ActorCritic, tokenizer, path: Path) -> Path:
-    """The tuned policy as a plain causal LM folder (LoRA adapters merged) plus ``critic.pt``."""
+def save_policy(model: ActorCritic, tokenizer, path: Path, state_dict: dict | None = None) -> Path:
+    """The tuned policy as a plain causal LM folder (LoRA adapters merged) plus ``critic.pt``.
+    ``state_dict``: the actor-critic's full weights gathered from FSDP / ZeRO-3 shards
+    (``accelerator.get_state_dict``), written instead of the module's own (sharded) ones."""
     path.mkdir(parents=True, exist_ok=True)
     policy = model.policy
+    part = lambda prefix: None if state_dict is None else {k[len(prefix):]: v for k, v in state_dict.items()  # noqa: E731
+                                                           if k.startswith(prefix)}
     if is_lora(policy):
         import copy
 
         policy = copy.deepcopy(policy).merge_and_unload()
-    policy.save_pretrained(path)
+    policy.save_pretrained(path, state_dict=part("policy."))
     tokenizer.save_pretrained(path)
-    critic = {"critic": model.critic, "v_head": model.v_head.state_dict()}
+    critic = {"critic": model.critic, "v_head": part("v_head.") or model.v_head.state_dict()}
     if model.critic_trunk is not None:
-        critic["trunk"] = model.critic_trunk.state_dict()
+        critic["trunk"] = part("critic_trunk.") or model.critic_trunk.state_dict()
     torch.save(critic, path / "critic.pt")
     return path
