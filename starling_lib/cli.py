@@ -10,7 +10,7 @@
     starling rm train [--preset tiny] [--loss kwise] [--data SOURCE] [--out DIR] [--resume]
     starling rm eval MODEL_DIR [--data SOURCE] [--split eval|all] [--json]
     starling rm bench [RUN | --scores DIR] [--benchmarks DIR] [--save-scores DIR] [--json]   the authors' RM benchmark
-    starling sft train [--preset tiny] [--answers all|best] [--data SOURCE] [--out DIR] [--json]   the RL start
+    starling sft train [--preset tiny] [--answers all|best] [--policy DIR] [--data SOURCE] [--out DIR]   the RL start
     starling dpo train [--policy SFT_RUN] [--pairs best_vs_worst|adjacent|all] [--data SOURCE] [--out DIR]   DPO
     starling apa train --reward-model RUN [--policy DIR] [--algo apa|ppo|awr|p3o] [--out DIR] [--resume]
     starling mt-bench generate --model-id ID (--model DIR | --base-url URL) [--limit N]   FastChat answers
@@ -204,15 +204,17 @@ def _write_preset(run_dir, preset) -> None:
 def cmd_sft_train(args) -> int:
     from .config import get_preset
     from .paths import runs_dir
-    from .policy.pipeline import sft_rows
+    from .policy.pipeline import load_policy, sft_rows
     from .policy.sft import train_sft
 
     preset = get_preset(args.preset, list(args.set) + ([f"sft.answers={args.answers}"] if args.answers else []))
     rows = sft_rows(preset, args.data)
     out = args.out or runs_dir() / "sft" / preset.name
-    print(f"sft train: {min(len(rows), preset.sft.n_prompts)} prompts ({preset.sft.answers} answers), out {out}",
-          file=sys.stderr)
-    run = train_sft(preset, rows, out, quiet=args.json, progress=False if args.json else None)
+    print(f"sft train: {min(len(rows), preset.sft.n_prompts)} prompts ({preset.sft.answers} answers), "
+          f"from {args.policy or 'the preset policy'}, out {out}", file=sys.stderr)
+    model, tokenizer = load_policy(preset, args.policy) if args.policy else (None, None)
+    run = train_sft(preset, rows, out, model=model, tokenizer=tokenizer, quiet=args.json,
+                    progress=False if args.json else None)
     _write_preset(run.output_dir, preset)
     _print_metrics({"output_dir": str(run.output_dir), "log": str(run.log_path), **run.metrics}, args.json)
     return EXIT_OK
@@ -392,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     sft_train = sft_sub.add_parser("train", help="fine-tune the policy on ranked answers with TRL's SFTTrainer")
     sft_train.add_argument("--answers", default=None, choices=["all", "best"],
                            help="train on every ranked answer, or on the best-ranked one only (sft.answers)")
+    sft_train.add_argument("--policy", default=None, help="start from this policy: an SFT run folder or model folder "
+                                                          "(e.g. --answers best after an SFT on all answers)")
     dpo = sub.add_parser("dpo", help="offline preference tuning of the policy: DPO (TRL's DPOTrainer)")
     dpo_sub = dpo.add_subparsers(dest="dpo_command", required=True)
     dpo_train = dpo_sub.add_parser("train", help="DPO on preference pairs from rankings (JSONL log, final/)")

@@ -443,7 +443,9 @@ class DpoConfig:
     max_steps: int = -1
     """Stop after this many optimiser steps (``-1``: run ``epochs``)."""
     batch_size: int = 16
-    """Pairs per optimiser step."""
+    """Pairs per device per micro-batch."""
+    grad_accum: int = 1
+    """Micro-batches per optimiser step."""
     max_length: int = 192
     """Tokens per prompt+answer (longer ones are cut on the right)."""
     precompute_ref: bool = True
@@ -598,6 +600,9 @@ def _full() -> Preset:
                         batch_size=8),
         # Every benchmark item, and MiniLM fine-tuned end to end on the GPT-4 rankings (one epoch per loss).
         rm_bench=RewardBenchConfig(max_items=None, finetune_epochs=1.0),
+        # DPO from the SFT start at Zephyr's settings (Tunstall et al. 2023: β 0.1, lr 5e-7, one epoch), one
+        # best-vs-worst pair per Nectar ranking; 4 x 4 pairs per GPU per step.
+        dpo=DpoConfig(learning_rate=5e-7, batch_size=4, grad_accum=4, max_length=2048, gradient_checkpointing=True),
     )
 
 

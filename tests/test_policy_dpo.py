@@ -64,9 +64,11 @@ def answers(*ranks):
 
 
 @pytest.mark.parametrize("rows, match", [
-    ([TOY[0], {"prompt": HI, "answers": answers(1, 2, 2)}], r"row 1, field 'answers\[2\].rank': rank 2 ties with answers\[1\]"),
+    ([TOY[0], {"prompt": HI, "answers": answers(1, 2, 2)}],
+     r"row 1, field 'answers\[2\].rank': rank 2 ties with answers\[1\]"),
     ([{"prompt": HI, "answers": answers(None, 1)}], r"row 0, field 'answers\[0\].rank': rank is missing"),
-    ([{"prompt": HI, "answers": answers("first", 2)}], r"row 0, field 'answers\[0\].rank': rank must be a finite number"),
+    ([{"prompt": HI, "answers": answers("first", 2)}],
+     r"row 0, field 'answers\[0\].rank': rank must be a finite number"),
     ([{"prompt": HI, "answers": [{"answer": 3, "rank": 1}, {"answer": "x", "rank": 2}]}],
      r"row 0, field 'answers\[0\].answer'"),
     ([TOY[1], {"prompt": "no turns", "answers": answers(1, 2)}], r"row 1, field 'prompt'"),
@@ -157,3 +159,25 @@ def test_in_memory_start_is_the_reference_without_precompute(tmp_path, tiny_poli
     first = run.history[0]
     assert abs(first["rewards/chosen"]) < 1e-4 and abs(first["rewards/rejected"]) < 1e-4
     assert run.metrics["steps"] == 1 and "pairs_rewards_margins" not in run.metrics
+
+
+def test_sft_on_best_answers_from_a_given_start(capsys, tmp_path, tiny_policy_dir):
+    """The stand-in for a start that already had offline preference training (OpenChat's C-RLFT):
+    ``starling sft train --answers best --policy DIR``, one example per prompt, continuing DIR."""
+    model, tokenizer = load_saved_policy(tiny_policy_dir)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model.save_pretrained(tmp_path / "start")
+    tokenizer.save_pretrained(tmp_path / "start")
+    code = cli.main(["sft", "train", "--preset", "smoke", "--answers", "best", "--policy", str(tmp_path / "start"),
+                     "--set", "sft.n_prompts=6", "--set", "sft.learning_rate=1e-6", "--out", str(tmp_path / "sft"),
+                     "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    metrics = json.loads(out)
+    assert metrics["examples"] == metrics["prompts"] == 6 and metrics["answers"] == "best"
+    tuned, _ = load_saved_policy(tmp_path / "sft")
+    untrained, _ = load_saved_policy(tiny_policy_dir)
+    gap = lambda a, b: max((x - y).abs().max().item() for x, y in zip(a.parameters(), b.parameters()))  # noqa: E731
+    assert gap(tuned, model) < 1e-3 < gap(tuned, untrained)  # one tiny step away from the given start

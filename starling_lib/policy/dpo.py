@@ -168,10 +168,11 @@ def dpo_arguments(preset: Preset, output_dir: Path, **overrides) -> DPOConfig:
     cfg, device = preset.dpo, resolve_device(preset.runtime)
     kwargs = dict(
         output_dir=str(output_dir), per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps, lr_scheduler_type="linear", beta=cfg.beta, loss_type=[cfg.loss_type],
-        max_length=cfg.max_length, precompute_ref_log_probs=cfg.precompute_ref, save_strategy="no",
-        logging_steps=1, seed=preset.runtime.seed, data_seed=preset.runtime.seed, report_to="none",
+        per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        lr_scheduler_type="linear", beta=cfg.beta, loss_type=[cfg.loss_type], max_length=cfg.max_length,
+        precompute_ref_log_probs=cfg.precompute_ref, save_strategy="no", logging_steps=1,
+        seed=preset.runtime.seed, data_seed=preset.runtime.seed, report_to="none",
         disable_tqdm=True, dataloader_num_workers=0, use_cpu=device.type == "cpu",
         **trainer_precision_args(resolve_precision(preset.runtime, device)),
         # transformers 5's name for it (it warns about the old ``gradient_checkpointing``, TRL's default True)
@@ -217,8 +218,9 @@ def train_dpo(preset: Preset, pairs: list[dict], output_dir: str | Path | None =
         # would otherwise reload config.name_or_path, which is not the start for a model trained in memory).
         ref_model = None if args.precompute_ref_log_probs else copy.deepcopy(model).eval()
         trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=dataset,
-                             eval_dataset={"pairs": dataset} if measure_pairs else None,
                              processing_class=tokenizer, callbacks=[JsonlLogCallback(log_path, {"stage": "dpo"})])
+        if measure_pairs:  # the training pairs as TRL prepared them (tokenized, reference log-probs added)
+            trainer.eval_dataset = {"pairs": trainer.train_dataset}
         if quiet:
             trainer.remove_callback(PrinterCallback)
         started = time.perf_counter()
@@ -229,8 +231,9 @@ def train_dpo(preset: Preset, pairs: list[dict], output_dir: str | Path | None =
             trainer.save_model(str(output_dir / "final"))  # the tokenizer too (it is the processing class)
     history = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.is_file() else []
     steps = [r for r in history if "rewards/margins" in r]
-    metrics = {**getattr(pairs, "summary", lambda: {"pairs": len(pairs)})(), "pairs_trained": len(trainer.train_dataset),
-               "steps": trainer.state.global_step, "train_seconds": train_seconds}
+    summary = pairs.summary() if isinstance(pairs, PreferencePairs) else {"pairs": len(pairs)}
+    metrics = {**summary, "pairs_trained": len(trainer.train_dataset), "steps": trainer.state.global_step,
+               "train_seconds": train_seconds}
     for key in METRIC_KEYS:
         name = "train_" + key.replace("/", "_")
         metrics[name + "_first"] = steps[0].get(key) if steps else None
@@ -256,7 +259,8 @@ def _trl_output(show: bool):
         os.environ["TQDM_DISABLE"] = "1"
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                    category=FutureWarning)
             yield
     finally:
         if before is None:
