@@ -9,7 +9,7 @@ import torch
 
 from starling_lib import cli
 from starling_lib.config import get_preset
-from starling_lib.policy.dpo import dpo_pairs, preference_pairs, train_dpo
+from starling_lib.policy.dpo import dpo_pairs, evaluate_dpo, preference_pairs, train_dpo
 from starling_lib.policy.pipeline import load_saved_policy
 from starling_lib.policy.sft import completion_log_likelihood
 
@@ -181,3 +181,18 @@ def test_sft_on_best_answers_from_a_given_start(capsys, tmp_path, tiny_policy_di
     untrained, _ = load_saved_policy(tiny_policy_dir)
     gap = lambda a, b: max((x - y).abs().max().item() for x, y in zip(a.parameters(), b.parameters()))  # noqa: E731
     assert gap(tuned, model) < 1e-3 < gap(tuned, untrained)  # one tiny step away from the given start
+
+
+def test_evaluate_dpo_is_the_online_methods_evaluation(tiny_policy_dir):
+    from starling_lib.policy.pipeline import policy_prompts
+    from starling_lib.policy.study import evaluate_policy
+
+    preset = get_preset("smoke", ["policy.max_new_tokens=8"])
+    policy, tokenizer = load_saved_policy(tiny_policy_dir)
+    prompts = policy_prompts(preset)[0][:3]
+    scorer = lambda prompts, texts: torch.arange(len(texts), dtype=torch.float32)  # noqa: E731
+    rows = evaluate_dpo(policy, tokenizer, policy, scorer, prompts, preset, seed=2, algo="dpo-best")
+    assert list(rows.algo) == ["dpo-best"] * 3 and list(rows.seed) == [2] * 3
+    assert rows.kl.abs().max() < 1e-4  # against itself
+    same = evaluate_policy(policy, tokenizer, policy, scorer, prompts, preset, seed=1002)  # compare_algorithms' seed
+    assert list(rows.response) == list(same.response) and list(rows.gold) == list(same.gold)
