@@ -13,6 +13,7 @@
     starling sft train [--preset tiny] [--answers all|best] [--policy DIR] [--data SOURCE] [--out DIR]   the RL start
     starling dpo train [--policy SFT_RUN] [--pairs best_vs_worst|adjacent|all] [--data SOURCE] [--out DIR]   DPO
     starling apa train --reward-model RUN [--policy DIR] [--algo apa|ppo|awr|p3o] [--out DIR] [--resume]
+    starling policy sweep --grid policy.algo=apa,ppo [--grid ...] [--seeds 0,1] --out DIR   resumable, one JSON line per run
     starling mt-bench generate --model-id ID (--model DIR | --base-url URL) [--limit N]   FastChat answers
     starling mt-bench judge --model-id ID [ID] [--mode single|pairwise] [--simulated] [--base-url URL]
     starling mt-bench score JUDGMENTS.jsonl [--json]     per-turn and overall scores, or win rates
@@ -273,6 +274,24 @@ def cmd_plan(args) -> int:
     return EXIT_OK
 
 
+def _int_list(text: str) -> list[int]:
+    """``--seeds 0,1,2``: comma-separated integers (a usage error otherwise)."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def cmd_policy_sweep(args) -> int:
+    from .policy.sweep import run_sweep
+
+    report = run_sweep(args.preset, args.grid, args.seeds, args.out, overrides=args.set, sft_dir=args.sft,
+                       rm_dir=args.reward_model, eval_seeds=args.eval_seeds,
+                       log=lambda line: print(line, file=sys.stderr), progress=False if args.json else None)
+    _print_metrics(report.to_dict(), args.json)
+    return EXIT_OK
+
+
 def cmd_info(args) -> int:
     from . import package_versions, paths
     from .precision import precision_record, resolve_device, resolve_precision
@@ -425,6 +444,25 @@ def build_parser() -> argparse.ArgumentParser:
     sft_train.set_defaults(func=cmd_sft_train)
     apa_train.set_defaults(func=cmd_apa_train)
     dpo_train.set_defaults(func=cmd_dpo_train)
+
+    policy = sub.add_parser("policy", help="policy-tuning experiments: sweeps of settings x seeds")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    sweep = policy_sub.add_parser("sweep", help="every point of a grid x seeds from one SFT start and reward model, "
+                                                "scored on the same held-out prompts; one line per run in "
+                                                "DIR/results.jsonl; resumable")
+    sweep.add_argument("--grid", action="append", default=[], metavar="SECTION.FIELD=V1,V2",
+                       help="an axis (repeatable; runs are the product): policy.apa_lambda=0.1,0.3, or fields "
+                            "that move together: policy.algo,policy.kl_coef=apa:0,ppo:0.05")
+    sweep.add_argument("--seeds", type=_int_list, default=[0], help="training seeds, comma-separated (default: 0)")
+    sweep.add_argument("--eval-seeds", type=_int_list, default=[1000],
+                       help="sampling seeds of the held-out evaluation, comma-separated (default: 1000)")
+    sweep.add_argument("--out", required=True, help="the sweep folder (results.jsonl, starts, reward models, runs/)")
+    sweep.add_argument("--sft", default=None, help="a saved SFT run standing for the preset's own start (default: "
+                                                   "trained once into --out); other sft settings train their own")
+    sweep.add_argument("--reward-model", default=None, help="a saved reward-model run standing for the preset's own "
+                                                            "(default: trained once into --out)")
+    add_common_flags(sweep, set_example="policy.iterations=60", json_help="print the sweep's report as JSON")
+    sweep.set_defaults(func=cmd_policy_sweep)
 
     from .cli_eval import add_eval_parsers
     add_eval_parsers(sub)

@@ -287,6 +287,10 @@ class SftConfig:
     """Examples per optimiser step."""
     max_length: int = 192
     """Tokens per prompt+answer (longer examples are cut on the right)."""
+    continue_start: bool = False
+    """Sweeps (``starling policy sweep``): train from the sweep's own SFT start (this preset's ``sft``
+    settings) instead of the untrained policy, as a later stage; with ``answers=best`` it is the
+    stand-in for offline preference training (``starling sft train --answers best --policy DIR``)."""
 
 
 @dataclass
