@@ -151,6 +151,16 @@ def test_a_sweep_of_two_runs_end_to_end_and_its_resumption(tmp_path, capsys, mon
     assert rerun["id"] == ppo["id"] and rerun["history"]["kl"] == pytest.approx(ppo["history"]["kl"], abs=1e-4)
     assert rerun["eval"]["gold"] == pytest.approx(ppo["eval"]["gold"], abs=1e-6)
 
+    # The reward model given to another sweep is scored again on its held-out prompts: the same accuracy.
+    other = tmp_path / "other"
+    assert cli.main(["policy", "sweep", "--preset", "smoke", "--out", str(other), "--sft", str(tiny_policy_dir),
+                     "--reward-model", str(out / apa["rm"]), *[a for item in FAST for a in ("--set", item)],
+                     "--set", "policy.iterations=1"]) == 0
+    capsys.readouterr()
+    given = sweep_results.read_results(other)
+    assert [line["kind"] for line in given] == ["start", "run"] and given[1]["rm"].startswith(f"{out / apa['rm']}@")
+    assert given[1]["rm_gold_accuracy"] == pytest.approx(apa["rm_gold_accuracy"], abs=1e-9)
+
     # Another preset into the same folder is refused: its runs would be scored differently.
     assert cli.main(["policy", "sweep", "--preset", "smoke", "--seeds", "0", "--out", str(out),
                      "--set", "policy_study.eval_prompts=9"]) == 1

@@ -248,9 +248,10 @@ class SweepContext:
         return (name, *self.starts[name])
 
     def reward_model(self, preset: Preset):
-        """(name, model, tokenizer, its metrics) of the run's proxy reward model."""
+        """(name, model, tokenizer, its metrics) of the run's proxy reward model; a given one is scored
+        again on this sweep's held-out prompts, so every reward model's accuracy is on the same answers."""
         from starling_lib.reward.data import tinyworld_examples
-        from starling_lib.reward.train import load_trained, train_reward_model
+        from starling_lib.reward.train import evaluate_reward_model, load_trained, train_reward_model
 
         given = self.rm_dir if self.rm_dir and asset_key(preset, "rm") == asset_key(self.base, "rm") else None
         name = folder_name(given) if given else asset_key(preset, "rm")
@@ -263,9 +264,12 @@ class SweepContext:
                 self.log(f"sweep: training the reward model {name} ({preset.reward.loss_type}, {len(rows)} prompts)")
                 held_out = tinyworld_examples(self.parts["eval"])
                 train_reward_model(self._asset(preset), tinyworld_examples(rows), held_out, folder)
-            metrics_path = folder / "metrics.json"
-            metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-            self.reward_models[name] = (*load_trained(folder), metrics)
+            model, tokenizer = load_trained(folder)
+            if given:
+                metrics = evaluate_reward_model(model, tokenizer, tinyworld_examples(self.parts["eval"]), preset)
+            else:
+                metrics = json.loads((folder / "metrics.json").read_text())
+            self.reward_models[name] = (model, tokenizer, metrics)
         return (name, *self.reward_models[name])
 
     def _asset(self, preset: Preset) -> Preset:
