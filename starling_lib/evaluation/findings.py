@@ -311,7 +311,7 @@ def _demo_runs(alpaca: pd.DataFrame):
 def tiny_verdict_checks(*, alpaca: pd.DataFrame, mt_scores: dict, gold_mt: pd.DataFrame, by_category: pd.DataFrame,
                         model_ids: dict[str, str]) -> dict[str, bool]:
     """The tiny verdict's claims: decoding decides the verdict (APA ahead sampled, SFT ahead greedy;
-    on MT-Bench ahead only in T=0.7 categories)."""
+    SFT above APA overall on MT-Bench)."""
     sft_t1, apa_t1, sft_t0, apa_t0 = _demo_runs(alpaca)
     gold = gold_mt.groupby("model").gold.mean()
     return {
@@ -325,11 +325,9 @@ def tiny_verdict_checks(*, alpaca: pd.DataFrame, mt_scores: dict, gold_mt: pd.Da
         "tiny: MT-Bench demo, SFT above APA overall, on the judge and on gold":
             mt_scores[model_ids["sft"]]["overall"] > mt_scores[model_ids["apa"]]["overall"]
             and gold["sft"] > gold["apa"],
-        # Which warm categories APA wins moved between runs (both in one bf16 run, roleplay only in the
-        # next, ~5 questions each); that it wins only warm ones, never a T<=0.1 one, held in both.
-        "tiny: MT-Bench demo, APA ahead in some T=0.7 category and in no T<=0.1 one (judge)":
-            bool(ahead := [c for c in by_category.index if by_category.loc[c, "apa"] > by_category.loc[c, "sft"]])
-            and all(c.endswith("T=0.7") for c in ahead),
+        # No claim about which MT-Bench categories APA wins (~5 questions each): the warm ones moved
+        # between runs (both in one bf16 run, roleplay only in the next), and in an fp32 run on an AMD
+        # Zen 3 without bf16 APA also led a T<=0.1 category, so the verdict reports them, unasserted.
         # No claim about the LC refit: how far it moves greedy SFT depends on how short those answers come
         # out (+19 points at 68 characters in one run, -0.5 at 114 in the next, both seed 0), so
         # the verdict only reports the shift against its standard error (demo_verdict).
