@@ -33,8 +33,13 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 reproduce: install
 	$(BIN)/starling reproduce --preset $(PRESET)
 
+# Two pytest-xdist workers where there are two cores or more, each with its share of the OpenMP
+# threads (tests/conftest.py): run alone, the suite keeps 2 cores only ~60 % busy (interpreter and
+# kernel start-ups, Python loops, waits on subprocesses). `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= $(shell [ "$$(nproc 2>/dev/null || echo 1)" -ge 2 ] && echo 2 || echo 0)
+
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 lab: install
 	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(LAB_FLAGS)
