@@ -53,7 +53,7 @@ from starling_lib.data.schema import NectarFormatError
 from starling_lib.paths import runs_dir
 from starling_lib.policy.pipeline import load_policy, split_world
 from starling_lib.policy.rollout import RewardScorer
-from starling_lib.policy.sft import _plain_forward, _quiet
+from starling_lib.policy.sft import plain_forward, quiet_trainer_logs
 from starling_lib.policy.study import evaluate_policy
 from starling_lib.precision import resolve_device, resolve_precision, trainer_precision_args
 from starling_lib.progress import progress_enabled
@@ -211,7 +211,7 @@ def train_dpo(preset: Preset, pairs: list[dict], output_dir: str | Path | None =
     log_path.unlink(missing_ok=True)
     dataset = datasets.Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
     show = progress_enabled(progress)
-    with _quiet() if quiet else contextlib.nullcontext(), _trl_output(show):
+    with quiet_trainer_logs() if quiet else contextlib.nullcontext(), _trl_output(show):
         args = dpo_arguments(preset, output_dir, **{"disable_tqdm": not show,
                                                      **training_overrides})
         # The reference: TRL's precomputed log-probabilities of the start, or a frozen copy of it (TRL
@@ -246,7 +246,7 @@ def train_dpo(preset: Preset, pairs: list[dict], output_dir: str | Path | None =
             metrics["pairs_" + key.replace("/", "_")] = value
     if trainer.is_world_process_zero():
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return DpoRun(output_dir, _plain_forward(trainer.model), tokenizer, metrics, train_seconds, log_path, history)
+    return DpoRun(output_dir, plain_forward(trainer.model), tokenizer, metrics, train_seconds, log_path, history)
 
 
 @contextlib.contextmanager

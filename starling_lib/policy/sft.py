@@ -99,7 +99,7 @@ def build_sft_trainer(preset: Preset, examples: list[dict], output_dir: Path, mo
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet_trainer_logs():
     """:func:`quiet_transformers`, and no ``datasets`` progress bars (SFTTrainer tokenizes with ``map``)."""
     was_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
@@ -133,7 +133,7 @@ def train_sft(preset: Preset, rows: list[dict], output_dir: str | Path | None = 
         model, tokenizer = load_policy(preset)
     log_path = output_dir / "log.jsonl"
     log_path.unlink(missing_ok=True)
-    with _quiet() if quiet else contextlib.nullcontext():
+    with quiet_trainer_logs() if quiet else contextlib.nullcontext():
         trainer = build_sft_trainer(preset, examples, output_dir, model, tokenizer,
                                     callbacks=[JsonlLogCallback(log_path, {"stage": "sft"})],
                                     **{"disable_tqdm": not progress_enabled(progress), **training_overrides})
@@ -156,10 +156,10 @@ def train_sft(preset: Preset, rows: list[dict], output_dir: str | Path | None = 
     }
     if trainer.is_world_process_zero():
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return SftRun(output_dir, _plain_forward(trainer.model), tokenizer, metrics, train_seconds, log_path, history)
+    return SftRun(output_dir, plain_forward(trainer.model), tokenizer, metrics, train_seconds, log_path, history)
 
 
-def _plain_forward(model):
+def plain_forward(model):
     """The model with its class's ``forward`` back: training leaves two instance-level wrappers on it,
     accelerate's bf16 autocast (which would keep later forwards in bf16) and TRL's fused LM head."""
     vars(model).pop("forward", None)
