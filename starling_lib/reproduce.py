@@ -77,11 +77,17 @@ def reproduce(preset: str = "tiny", only=None, seed: int = 0, figures_dir: Path 
 
     from .config import get_preset
 
+    from .config import DEFAULT_PRESET
+
     overrides = list(overrides)
     get_preset(preset, overrides)  # ValueError naming the bad override
     notebooks = numbered_notebooks(only, notebooks_dir)
     out_dir = Path(runs_dir or paths.runs_dir()) / preset
     out_dir.mkdir(parents=True, exist_ok=True)
+    if figures_dir is None and preset != DEFAULT_PRESET and "STARLING_FIGURES" not in os.environ:
+        # figures/ holds the committed figures of the default preset: another preset's go beside its notebooks
+        figures_dir = out_dir / "figures"
+        log(f"figures of preset {preset} -> {figures_dir} (figures/ is the {DEFAULT_PRESET} preset's)")
     kernel_path = _write_kernelspec(out_dir.parent)
     ipc = _ipc_config(out_dir.parent)
     parameters = {

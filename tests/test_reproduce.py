@@ -43,17 +43,20 @@ def test_only_numbered_notebooks_in_order(notebooks):
 
 
 @pytest.mark.slow
-def test_parameters_reach_the_notebook_and_outputs_land_in_the_given_folders(notebooks, tmp_path):
-    figures, runs = tmp_path / "figs", tmp_path / "runs"
+def test_parameters_reach_the_notebook_and_outputs_land_in_the_given_folders(notebooks, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    figures = runs / "smoke" / "figures"  # not figures/: that folder holds the committed tiny figures
+    monkeypatch.delenv("STARLING_FIGURES", raising=False)
     lines = []
-    done = reproduce(preset="smoke", only="01", seed=5, figures_dir=figures, runs_dir=runs,
+    done = reproduce(preset="smoke", only="01", seed=5, runs_dir=runs,
                      notebooks_dir=notebooks, log=lines.append, overrides=["bias.judge=simulated"])
     assert [r.notebook for r in done] == ["01_ok.ipynb"]
     results = json.loads((figures / "01_results.json").read_text())
     assert results["results"] == {"preset_seen": "smoke", "seed_seen": 5, "overrides_seen": ["bias.judge=simulated"]}
     assert json.loads((figures / "MANIFEST.json").read_text())["01_line"]["preset"] == "smoke"
     assert (runs / "smoke" / "01_ok.ipynb").exists()
-    assert lines[0].startswith("[1/1] 01_ok") and "done in" in lines[-1]
+    assert lines[0] == f"figures of preset smoke -> {figures} (figures/ is the tiny preset's)"
+    assert lines[1].startswith("[1/1] 01_ok") and "done in" in lines[-1]
 
 
 def test_failure_names_notebook_cell_and_error(notebooks, tmp_path):
