@@ -38,6 +38,10 @@ class RuntimeConfig:
     """Old alias of ``dtype``: ``true`` = ``bf16``, ``false`` = ``fp32``; ``None`` defers to ``dtype``."""
     num_threads: int | None = None
     """torch intra-op threads; ``None`` keeps torch's default (all cores)."""
+    parallel_runs: int | None = None
+    """Independent runs of a study (learning-curve points, algorithms x seeds, sweep settings) side by
+    side in worker processes, each with its share of the threads (:mod:`starling_lib.parallel`).
+    ``None``: one per torch thread on CPU (1 on a GPU); ``1``: one after another. Results do not depend on it."""
 
 
 @dataclass

@@ -72,3 +72,23 @@ def test_compare_algorithms_pairs_every_run_with_the_start(assets, tmp_path):
     assert list(table.columns) == ["prompt", "sft", "apa", "ppo"] and len(table) == 2
     first = evals[(evals.algo == "apa") & (evals.seed == 0)].iloc[0]
     assert table.apa[0].startswith(f"[{first.gold:+.2f}] ")
+
+
+def test_compare_algorithms_side_by_side_equals_one_after_another(assets, tmp_path):
+    """Two workers (this process and a spawned one, one thread each) give the runs one process gives:
+    every run carries its own seeds, so where it ran does not matter."""
+    preset, tokenizer, policy, reward, prompts = assets
+    preset = copy.deepcopy(preset)
+    preset.policy.iterations, preset.policy.prompts_per_iteration, preset.policy.minibatch_size = 2, 4, 4
+    preset.policy_study.seeds, preset.policy_study.algos = 1, ["apa"]
+    out = {}
+    for workers in (1, 2):
+        preset.runtime.parallel_runs = workers
+        out[workers] = compare_algorithms(preset, policy, tokenizer, reward, tokenizer, prompts, prompts[:6],
+                                          tmp_path / str(workers))
+    pd.testing.assert_frame_equal(out[1]["summary"], out[2]["summary"], rtol=1e-5, atol=1e-5)
+    assert list(out[2]["evals"].response) == list(out[1]["evals"].response)
+    columns = ["proxy_reward", "kl", "policy_loss", "grad_norm"]
+    pd.testing.assert_frame_equal(out[1]["logs"][columns], out[2]["logs"][columns], rtol=1e-4, atol=1e-5)
+    assert out[2]["summary"].kl.iloc[1] > 0  # the run trained (the start's KL is 0)
+

@@ -27,6 +27,7 @@ import torch
 from starling_lib.config import Preset
 from starling_lib.data.chat import prompt_to_messages
 from starling_lib.data.gold import gold_reward
+from starling_lib.parallel import map_runs, workers_for
 from starling_lib.precision import resolve_device, runtime_dtype
 from starling_lib.policy.rollout import (RewardScorer, decode_responses, encode_prompts, forward_tokens,
                                          sample_responses)
@@ -82,13 +83,9 @@ def compare_algorithms(preset: Preset, policy, tokenizer, reward_model, reward_t
             raise ValueError(f"algo_overrides[{algo!r}]: PolicyConfig has no field {unknown[0]!r}")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    scorer = RewardScorer(reward_model, reward_tokenizer, preset.policy.rm_max_length, dtype=runtime_dtype(preset.runtime))
     reference = copy.deepcopy(policy).eval()
-    logs, evals = [], []
-    for seed in range(study.seeds):
-        start = evaluate_policy(policy, tokenizer, reference, scorer, eval_prompts, preset, seed=1000 + seed,
-                                gold_fn=gold_fn)
-        evals.append(start.assign(algo="sft", seed=seed))
+    models = (policy, tokenizer, reference, reward_model, reward_tokenizer)
+    runs = []
     for algo in study.algos:
         for seed in range(study.seeds):
             run_preset = copy.deepcopy(preset)
@@ -96,16 +93,38 @@ def compare_algorithms(preset: Preset, policy, tokenizer, reward_model, reward_t
             for name, value in (algo_overrides or {}).get(algo, {}).items():
                 setattr(run_preset.policy, name, value)
             run_preset.runtime.seed = seed
-            run = train_policy(run_preset, rl_prompts, copy.deepcopy(policy), tokenizer, reward_model,
-                               reward_tokenizer, output_dir / f"{algo}-seed{seed}", gold_fn=gold_fn, save_final=False)
-            logs += [{**record, "algo": algo, "seed": seed} for record in run.history]
-            after = evaluate_policy(run.policy, tokenizer, reference, scorer, eval_prompts, preset,
-                                    seed=1000 + seed, gold_fn=gold_fn)
-            evals.append(after.assign(algo=algo, seed=seed))
+            runs.append((run_preset, models, rl_prompts, eval_prompts, output_dir / f"{algo}-seed{seed}", gold_fn,
+                         {"algo": algo, "seed": seed}))
+    starts = [(preset, models, None, eval_prompts, None, gold_fn, {"algo": "sft", "seed": seed})
+              for seed in range(study.seeds)]
+    jobs = starts + runs  # the long runs start first
+    done = map_runs(algorithm_run, jobs, workers_for(preset, len(jobs)),
+                    order=list(range(len(starts), len(jobs))) + list(range(len(starts))))
+    logs = [record for history, _ in done for record in history]
+    evals = [evaluation for _, evaluation in done]
     evals = pd.concat(evals, ignore_index=True)
     summary = (evals.groupby(["algo", "seed"], sort=False)[["gold", "proxy", "kl", "length"]].mean().reset_index())
     (output_dir / "summary.json").write_text(json.dumps(summary.to_dict(orient="records"), indent=2) + "\n")
     return {"logs": pd.DataFrame(logs), "evals": evals, "summary": summary}
+
+
+def algorithm_run(preset: Preset, models: tuple, rl_prompts: list | None, eval_prompts: list, run_dir: Path | None,
+                  gold_fn: Callable | None, labels: dict) -> tuple[list[dict], pd.DataFrame]:
+    """One job of :func:`compare_algorithms` (:func:`~starling_lib.parallel.map_runs`): ``(training log
+    records, held-out rows)``, both tagged with ``labels`` (``algo``, ``seed``). With ``rl_prompts``:
+    ``preset.policy`` trained from a copy of the start policy, then evaluated; without: the start
+    itself evaluated. ``models``: (start policy, tokenizer, reference, reward model, its tokenizer),
+    none of them changed. The evaluation seed is ``1000 + seed``, the same for a run and its start."""
+    policy, tokenizer, reference, reward_model, reward_tokenizer = models
+    history = []
+    if rl_prompts is not None:
+        run = train_policy(preset, rl_prompts, copy.deepcopy(policy), tokenizer, reward_model, reward_tokenizer,
+                           run_dir, gold_fn=gold_fn, save_final=False, progress=False)
+        history, policy = [{**record, **labels} for record in run.history], run.policy
+    scorer = RewardScorer(reward_model, reward_tokenizer, preset.policy.rm_max_length, dtype=runtime_dtype(preset.runtime))
+    after = evaluate_policy(policy, tokenizer, reference, scorer, eval_prompts, preset, seed=1000 + labels["seed"],
+                            gold_fn=gold_fn)
+    return history, after.assign(**labels)
 
 
 def sample_table(evals: pd.DataFrame, algos: list[str], n_rows: int = 6, seed: int = 0, width: int = 160) -> pd.DataFrame:

@@ -31,7 +31,9 @@ a notebook runs here, resumable, and notebook 06 reads its ``results.jsonl``.
    :func:`~starling_lib.policy.dpo.train_dpo` on preference pairs of the RL prompts' rankings
    (``preset.dpo``). After training: the held-out evaluation, one line appended to
    ``DIR/results.jsonl`` (:func:`~starling_lib.policy.sweep_results.result_line` lists its fields;
-   :mod:`~starling_lib.policy.sweep_results` reads them back).
+   :mod:`~starling_lib.policy.sweep_results` reads them back). Once the starts and reward models
+   exist, the runs and the starts' evaluations go side by side in worker processes
+   (``runtime.parallel_runs``, :mod:`starling_lib.parallel`); each line is appended as its run ends.
 5. **Resume**: a run whose line is in ``results.jsonl`` is skipped; a run without one resumes from
    its latest checkpoint (``train_policy(resume=True)``: a finished run's last checkpoint is
    loaded and only evaluated again). ``DIR/sweep.json`` records the preset, the evaluation seeds and
@@ -59,6 +61,7 @@ import pandas as pd
 
 from starling_lib.config import Preset, apply_override, get_preset
 from starling_lib.data.gold import gold_reward
+from starling_lib.parallel import map_runs, workers_for
 from starling_lib.policy.sweep_results import RESULTS_FILE, append_line, read_results, result_line
 
 MANIFEST_FILE = "sweep.json"
@@ -435,35 +438,65 @@ def run_sweep(preset_name: str, grid: list[str], seeds: list[int], out_dir: str 
                               "eval_prompts": len(parts["eval"]), "rl_prompts": len(parts["rl"])})
     ctx = SweepContext(out_dir, base, parts, eval_seeds, sft_dir, rm_dir, log)
     done = {line["id"] for line in read_results(out_dir)}
-    ran, skipped = [], []
+    skipped = [rid for *_, rid in planned if rid in done]
+    # Starts and reward models first, here, one after another (runs share them); then every start's
+    # evaluation and every run as independent jobs, side by side (runtime.parallel_runs).
+    jobs, labels = [], []
     for i, (point, preset, settings, rid) in enumerate(planned, 1):
         if rid in done:
-            skipped.append(rid)
             continue
-        t0 = time.perf_counter()
         start_name, start_policy, tokenizer = ctx.start(preset)
         rm_name, reward_model, reward_tokenizer, rm_metrics = ctx.reward_model(preset)
-        scorer = _scorer(preset, reward_model, reward_tokenizer)
+        models = (start_policy, tokenizer, reward_model, reward_tokenizer)
+        names = (start_name, rm_name, rm_metrics)
         start_id = f"start-{_digest({'start': start_name, 'rm': rm_name, 'eval_seeds': list(eval_seeds)})}"
         if start_id not in done:
-            evaluation, seconds = _evaluate(start_policy, tokenizer, start_policy, scorer, ctx, preset)
-            append_line(out_dir, result_line("start", start_id, preset, None, {}, start_name, rm_name, rm_metrics,
-                                             evaluation, eval_seeds, seconds))
+            jobs.append(("start", start_id, preset, None, {}, names, models, parts, eval_seeds, None, progress))
+            labels.append(None)
             done.add(start_id)
-        policy = copy.deepcopy(start_policy)
-        run_dir = out_dir / "runs" / rid
-        if preset.policy.algo == "dpo":
-            tuned, train, curves = _train_dpo(preset, ctx, policy, tokenizer, run_dir, progress)
-        else:
-            tuned, train, curves = _train_online(preset, ctx, policy, tokenizer, reward_model, reward_tokenizer,
-                                                 run_dir, start_name, progress)
-        evaluation, seconds = _evaluate(tuned, tokenizer, start_policy, scorer, ctx, preset)
-        line = result_line("run", rid, preset, point.seed, settings, start_name, rm_name, rm_metrics, evaluation,
-                           eval_seeds, seconds, train, curves)
+        jobs.append(("run", rid, preset, point.seed, settings, names, models, parts, eval_seeds,
+                     out_dir / "runs" / rid, progress))
+        labels.append(f"[{i}/{len(planned)}] {rid}")
+    ran = []
+
+    def finished(index: int, result) -> None:
+        line, seconds = result
         append_line(out_dir, line)
-        done.add(rid)
-        ran.append(rid)
-        ev = line["eval"]
-        log(f"sweep [{i}/{len(planned)}] {rid}: held-out gold {ev['gold']:.3f} proxy {ev['proxy']:.2f} "
-            f"KL {ev['kl']:.2f} ({train['seconds']:.0f} s training, {time.perf_counter() - t0:.0f} s in all)")
+        if labels[index] is not None:
+            ran.append(line["id"])
+            ev = line["eval"]
+            log(f"sweep {labels[index]}: held-out gold {ev['gold']:.3f} proxy {ev['proxy']:.2f} KL {ev['kl']:.2f} "
+                f"({line['train']['seconds']:.0f} s training, {seconds:.0f} s in all)")
+
+    map_runs(sweep_job, jobs, workers_for(base, len(jobs)), on_result=finished)
+    ran = [rid for *_, rid in planned if rid in set(ran)]
     return SweepReport(out_dir, [rid for *_, rid in planned], ran, skipped, time.perf_counter() - started)
+
+
+def sweep_job(kind: str, line_id: str, preset: Preset, seed: int | None, settings: dict, names: tuple, models: tuple,
+              parts: dict, eval_seeds: tuple[int, ...], run_dir: Path | None, progress) -> tuple[dict, float]:
+    """One job of :func:`run_sweep` (:func:`~starling_lib.parallel.map_runs`): ``kind`` ``start`` evaluates
+    the start policy, ``run`` trains a copy of it (online or DPO) and evaluates the result; ``(the
+    results line, seconds)``. ``models``: (start policy, tokenizer, reward model, its tokenizer), unchanged."""
+    import multiprocessing
+
+    t0 = time.perf_counter()
+    start_policy, tokenizer, reward_model, reward_tokenizer = models
+    start_name, rm_name, rm_metrics = names
+    ctx = SweepContext(Path("."), preset, parts, eval_seeds, log=lambda line: None)
+    scorer = _scorer(preset, reward_model, reward_tokenizer)
+    if kind == "start":
+        evaluation, seconds = _evaluate(start_policy, tokenizer, start_policy, scorer, ctx, preset)
+        return (result_line("start", line_id, preset, None, {}, start_name, rm_name, rm_metrics, evaluation,
+                            eval_seeds, seconds), time.perf_counter() - t0)
+    if multiprocessing.parent_process() is not None:
+        progress = False  # a spawned worker's bars would go to the terminal that started the kernel
+    policy = copy.deepcopy(start_policy)
+    if preset.policy.algo == "dpo":
+        tuned, train, curves = _train_dpo(preset, ctx, policy, tokenizer, run_dir, progress)
+    else:
+        tuned, train, curves = _train_online(preset, ctx, policy, tokenizer, reward_model, reward_tokenizer,
+                                             run_dir, start_name, progress)
+    evaluation, seconds = _evaluate(tuned, tokenizer, start_policy, scorer, ctx, preset)
+    return (result_line("run", line_id, preset, seed, settings, start_name, rm_name, rm_metrics, evaluation,
+                        eval_seeds, seconds, train, curves), time.perf_counter() - t0)

@@ -33,6 +33,7 @@ import torch
 from starling_lib.config import Preset
 from starling_lib.data.tinyworld import generate_world
 from starling_lib.models import minilm_reward_model
+from starling_lib.parallel import map_runs, workers_for
 from starling_lib.precision import autocast_context, resolve_device, resolve_precision
 from starling_lib.paths import runs_dir
 from starling_lib.reward.collate import ListwiseCollator, best_first_order
@@ -53,7 +54,9 @@ def learning_curve(preset: Preset, n_grid=None, seeds: int | None = None, losses
 
     Seed s uses world seed ``world.seed + 1000 s`` for its training prompts and model init
     ``runtime.seed + s``; the held-out prompts come from a separate world (seed ``world.seed + 999``)
-    shared by every run, so points differ only in what they trained on.
+    shared by every run, so points differ only in what they trained on. Points train side by side
+    (``runtime.parallel_runs``, :mod:`starling_lib.parallel`), the largest first; ``log`` gets a line
+    as each finishes.
     """
     study = preset.rm_study
     n_grid = list(study.curve_n_prompts if n_grid is None else n_grid)
@@ -63,7 +66,7 @@ def learning_curve(preset: Preset, n_grid=None, seeds: int | None = None, losses
     workdir = Path(workdir) if workdir is not None else runs_dir() / "rm_curve" / preset.name
     held_out = tinyworld_examples(generate_world(dataclasses.replace(preset.world, n_prompts=n_eval,
                                                                      seed=preset.world.seed + 999)))
-    rows = []
+    jobs = []
     for seed in range(seeds):
         world = dataclasses.replace(preset.world, n_prompts=max(n_grid), seed=preset.world.seed + 1000 * seed)
         pool = tinyworld_examples(generate_world(world))
@@ -72,19 +75,29 @@ def learning_curve(preset: Preset, n_grid=None, seeds: int | None = None, losses
                 run_preset = dataclasses.replace(
                     preset, runtime=dataclasses.replace(preset.runtime, seed=preset.runtime.seed + seed),
                     reward=dataclasses.replace(preset.reward, loss_type=loss, epochs=study.curve_epochs))
-                model, tokenizer = build_backbone(run_preset)
-                run = train_reward_model(run_preset, pool[:n], None, workdir / f"s{seed}-n{n}-{loss}",
-                                         model=model, tokenizer=tokenizer, save_final=False,
-                                         save_strategy="no")
-                metrics = evaluate_reward_model(run.model, tokenizer, held_out, run_preset)
-                rows.append({"seed": seed, "n_prompts": n, "loss": loss, "steps": run.metrics["steps"],
-                             "train_seconds": run.train_seconds,
-                             **{name: metrics[f"eval_{name}"] for name in METRIC_NAMES},
-                             "rank_gold_agreement": metrics["eval_rank_gold_agreement"]})
-                if log:
-                    log(f"seed {seed} n {n:4d} {loss:9s} acc {rows[-1]['pairwise_accuracy']:.3f} "
-                        f"gold {rows[-1]['gold_pairwise_accuracy']:.3f} ({run.train_seconds:.1f} s)")
+                jobs.append((run_preset, pool[:n], held_out, workdir / f"s{seed}-n{n}-{loss}",
+                             {"seed": seed, "n_prompts": n, "loss": loss}))
+
+    def report(_, row):
+        if log:
+            log(f"seed {row['seed']} n {row['n_prompts']:4d} {row['loss']:9s} acc {row['pairwise_accuracy']:.3f} "
+                f"gold {row['gold_pairwise_accuracy']:.3f} ({row['train_seconds']:.1f} s)")
+
+    biggest_first = sorted(range(len(jobs)), key=lambda i: -jobs[i][-1]["n_prompts"])
+    rows = map_runs(curve_point, jobs, workers_for(preset, len(jobs)), on_result=report, order=biggest_first)
     return pd.DataFrame(rows)
+
+
+def curve_point(run_preset: Preset, examples: list[dict], held_out: list[dict], run_dir: Path, labels: dict) -> dict:
+    """One point of :func:`learning_curve`: a fresh tiny RM trained on ``examples``, scored on ``held_out``
+    (a job of :func:`~starling_lib.parallel.map_runs`)."""
+    model, tokenizer = build_backbone(run_preset)
+    run = train_reward_model(run_preset, examples, None, run_dir, model=model, tokenizer=tokenizer, save_final=False,
+                             save_strategy="no")
+    metrics = evaluate_reward_model(run.model, tokenizer, held_out, run_preset)
+    return {**labels, "steps": run.metrics["steps"], "train_seconds": run.train_seconds,
+            **{name: metrics[f"eval_{name}"] for name in METRIC_NAMES},
+            "rank_gold_agreement": metrics["eval_rank_gold_agreement"]}
 
 
 # ----------------------------------------------------------------------------------------------
