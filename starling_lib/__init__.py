@@ -7,7 +7,7 @@ reads this table and checks every import in the package, the lazy ones inside fu
 
     layer 0: starling_lib, paths, rng, progress
     layer 1: config, precision
-    layer 2: data, losses
+    layer 2: data, losses, parallel
     layer 3: models, judge
     layer 4: reward
     layer 5: policy, bias, judge_experiments
