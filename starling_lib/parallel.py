@@ -50,6 +50,11 @@ def workers_for(preset, jobs: int) -> int:
 
 def _init_worker(threads: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)  # for any process a job starts
+    # No progress bars from workers: they write to the parent's raw stderr (not a notebook's output),
+    # interleaved with each other; the parent reports each job as it ends.
+    os.environ["STARLING_PROGRESS"] = "0"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' save/load bars read it at import
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
     torch.set_num_threads(threads)
 
 

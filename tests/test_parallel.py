@@ -79,3 +79,29 @@ def test_a_transformers_model_sent_to_a_spawned_worker_still_returns_hidden_stat
     model = LlamaForCausalLM(config).eval()
     out = map_runs(hidden_states_where_run, [(os.getpid(), model), (os.getpid(), model)], workers=2)
     assert sorted(out) == [(False, True), (True, True)]  # one job in each process, hidden states in both
+
+
+def progress_where_run(parent_pid: int) -> tuple[bool, bool, bool]:
+    """(ran in a spawned worker, the library's progress bars on, transformers' bars on)."""
+    import os
+    import time
+
+    from transformers.utils import logging as hf_logging
+
+    from starling_lib.progress import progress_enabled
+
+    if os.getpid() == parent_pid:
+        time.sleep(1.0)
+    return os.getpid() != parent_pid, progress_enabled(), hf_logging.is_progress_bar_enabled()
+
+
+def test_spawned_workers_draw_no_progress_bars(monkeypatch):
+    """A worker's bars would go to the parent's raw stderr, interleaved with the other workers'."""
+    import os
+
+    monkeypatch.setenv("STARLING_PROGRESS", "1")
+    out = map_runs(progress_where_run, [(os.getpid(),)] * 2, workers=2)
+    in_worker = [bars for bars in out if bars[0]]
+    assert in_worker, "no job reached the spawned worker"
+    assert all(bars == (True, False, False) for bars in in_worker)
+    assert all(bars[1] for bars in out if not bars[0])  # this process keeps its setting
