@@ -112,7 +112,7 @@ def test_overoptimisation_is_a_clear_fall_in_gold_where_the_proxy_rose():
     assert c6["verdict"] == claims.SUPPORTS
 
 
-def test_dpo_reward_model_trained_parameters_and_safety_claims():
+def _claim_rows(seed1_refusal=0.6):
     base = np.linspace(0.0, 2.0, 40)
     jitter = np.tile([0.05, -0.05], 20)
     rows = [_line("start", base), _line("start", base + 0.5, answers="best", later=True, start="sft-b"),
@@ -124,14 +124,19 @@ def test_dpo_reward_model_trained_parameters_and_safety_claims():
                   settings={"sft.answers": "best"}),
             _line("run", base + 0.3 + jitter, seconds=20.0, trainable=1000, refusal=0.6,
                   history={"gold_reward": [1.0]}),
-            _line("run", base + 0.32 + jitter, seed=1, seconds=20.0, refusal=0.6, history={"gold_reward": [1.0]}),
+            _line("run", base + 0.32 + jitter, seed=1, seconds=20.0, refusal=seed1_refusal,
+                  history={"gold_reward": [1.0]}),
             _line("run", base + 0.28 + jitter, algo="ppo", kl_coef=0.05, history={"gold_reward": [1.0]},
                   settings={"policy.algo": "ppo"}),
             _line("run", base - 0.2 + jitter, rm="rm-w", rm_prompts=30, settings={"policy_study.rm_prompts": 30}),
             _line("run", base - 0.25 + jitter, algo="ppo", kl_coef=0.05, rm="rm-w", rm_prompts=30,
                   settings={"policy.algo": "ppo", "policy_study.rm_prompts": 30}),
             _line("run", base + 0.25 + jitter, lora_r=8, seconds=8.0, trainable=100, settings={"policy.lora_r": 8})]
-    frame = claims.label_runs(pd.DataFrame(rows), PRESET)
+    return rows
+
+
+def test_dpo_reward_model_trained_parameters_and_safety_claims():
+    frame = claims.label_runs(pd.DataFrame(_claim_rows()), PRESET)
 
     c2 = claims.dpo_claim(frame)
     assert c2["starts"] == pytest.approx({"SFT": 1.0, "SFT + best answers": 1.5})
@@ -158,3 +163,20 @@ def test_dpo_reward_model_trained_parameters_and_safety_claims():
     assert c5["table"][pooled]["benign_refusal"]["rate"] == pytest.approx((2 * 48 + 2 * 8) / 320)
     assert c5["table"][pooled]["benign_refusal"]["n"] == 320
     assert c5["more_cautious"] == ["APA", pooled] and c5["verdict"] == claims.SUPPORTS
+
+
+def test_the_claims_do_not_depend_on_the_order_of_the_lines():
+    """A sweep's file holds lines in the order runs ended, which changes with how many ran side by side:
+    every claim must read the same from any order (claim 5 shows a method's lowest seed)."""
+    rows = _claim_rows(seed1_refusal=0.9)
+    forward = claims.label_runs(pd.DataFrame(rows), PRESET)
+    backward = claims.label_runs(pd.DataFrame(rows[::-1]), PRESET)
+    for claim in (claims.methods_claim, claims.dpo_claim, claims.trained_parameters_claim, claims.safety_claim,
+                  claims.overoptimisation_claim):
+        a, b = claim(forward), claim(backward)
+        assert set(a) == set(b)
+        for key in a:
+            assert (a[key] == b[key] or a[key] != a[key]), (claim.__name__, key)  # NaN is only unequal to itself
+    assert claims.safety_claim(backward)["table"]["APA"]["benign_refusal"]["rate"] == 0.6  # seed 0's, not seed 1's
+    c3a, c3b = claims.reward_model_claim(forward), claims.reward_model_claim(backward)
+    pd.testing.assert_frame_equal(c3a["table"].sort_index().sort_index(axis=1), c3b["table"].sort_index().sort_index(axis=1))

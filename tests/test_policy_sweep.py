@@ -105,6 +105,25 @@ def test_summarize_evaluation_reads_refusals_and_compliance_from_the_gold_attrib
     assert sweep_results.gold_per_prompt(frame) == [1.5, 4.5]
 
 
+def test_lines_of_runs_come_in_the_plan_order_whatever_order_they_ended_in():
+    def line(kind, rid, start="s1", rm="r1"):
+        return {"kind": kind, "id": rid, "start": start, "rm": rm}
+
+    ended = [line("run", "c", start="s2"), line("start", "st2", start="s2"), line("run", "other"),
+             line("run", "a"), line("start", "st3", rm="r9"), line("start", "st1"), line("run", "b", start="s2")]
+    picked = sweep_results.lines_of_runs(ended, ["a", "b", "c", "missing"])
+    # the starts first, in the order the runs first use them (s1 by a, s2 by b); then the runs as planned
+    assert [x["id"] for x in picked] == ["st1", "st2", "a", "b", "c"]
+
+
+def _start_and_runs(lines, *algos):
+    """(the one start line, then the run line of each algorithm in ``algos``)."""
+    starts = [line for line in lines if line["kind"] == "start"]
+    runs = {line["config"]["policy"]["algo"]: line for line in lines if line["kind"] == "run"}
+    assert len(starts) == 1 and sorted(runs) == sorted(algos)
+    return (starts[0], *(runs[algo] for algo in algos))
+
+
 def test_a_sweep_of_two_runs_end_to_end_and_its_resumption(tmp_path, capsys, monkeypatch, tiny_policy_dir):
     monkeypatch.setenv("STARLING_RUNS", str(tmp_path / "runs"))
     out = tmp_path / "sweep"
@@ -115,8 +134,10 @@ def test_a_sweep_of_two_runs_end_to_end_and_its_resumption(tmp_path, capsys, mon
     report = json.loads(capsys.readouterr().out)
     assert (report["planned"], report["ran"], report["skipped"]) == (2, 2, 0)
     lines = sweep_results.read_results(out)
-    assert [line["kind"] for line in lines] == ["start", "run", "run"]  # the start is evaluated once
-    start, apa, ppo = lines
+    # Lines are appended as runs end: with runs side by side (2 threads, runtime.parallel_runs) the start's
+    # evaluation may end after the runs, so the order is not part of the contract.
+    assert sorted(line["kind"] for line in lines) == ["run", "run", "start"]  # the start is evaluated once
+    start, apa, ppo = _start_and_runs(lines, "apa", "ppo")
     assert (apa["config"]["policy"]["algo"], ppo["config"]["policy"]["algo"]) == ("apa", "ppo")
     assert ppo["settings"]["policy.algo"] == "ppo" and ppo["settings"]["policy.kl_coef"] == 0.05
     assert ppo["settings"]["policy.iterations"] == 2  # --set is part of every run's settings
@@ -130,7 +151,7 @@ def test_a_sweep_of_two_runs_end_to_end_and_its_resumption(tmp_path, capsys, mon
         assert line["eval"]["kl"] != 0.0 and len(line["eval_gold_per_prompt"]) == 8
         assert 0.0 <= line["eval"]["benign_refusal"] <= 1.0
     assert start["eval"]["kl"] == pytest.approx(0.0, abs=1e-4)  # the start against itself
-    frame = sweep_results.results_frame(out)
+    frame = sweep_results.results_frame(out).set_index("id").loc[[start["id"], apa["id"], ppo["id"]]]
     assert list(frame["policy.algo"]) == ["apa", "apa", "ppo"] and list(frame.kind) == ["start", "run", "run"]
     assert 0.0 < frame.rm_gold_accuracy.iloc[0] <= 1.0
 
@@ -139,7 +160,7 @@ def test_a_sweep_of_two_runs_end_to_end_and_its_resumption(tmp_path, capsys, mon
     assert json.loads(capsys.readouterr().out)["ran"] == 0 and len(sweep_results.read_results(out)) == 3
     # PPO's line lost, and its last checkpoint too (a run killed after iteration 1): only PPO reruns,
     # from its checkpoint, to the same result.
-    (out / sweep_results.RESULTS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines[:2]))
+    (out / sweep_results.RESULTS_FILE).write_text("".join(json.dumps(line) + "\n" for line in (start, apa)))
     ppo_dir = out / "runs" / ppo["id"]
     for path in (ppo_dir / "checkpoint-2").iterdir():
         path.unlink()
@@ -158,8 +179,10 @@ def test_a_sweep_of_two_runs_end_to_end_and_its_resumption(tmp_path, capsys, mon
                      "--set", "policy.iterations=1"]) == 0
     capsys.readouterr()
     given = sweep_results.read_results(other)
-    assert [line["kind"] for line in given] == ["start", "run"] and given[1]["rm"].startswith(f"{out / apa['rm']}@")
-    assert given[1]["rm_gold_accuracy"] == pytest.approx(apa["rm_gold_accuracy"], abs=1e-9)
+    assert sorted(line["kind"] for line in given) == ["run", "start"]
+    _, given_run = _start_and_runs(given, "apa")
+    assert given_run["rm"].startswith(f"{out / apa['rm']}@")
+    assert given_run["rm_gold_accuracy"] == pytest.approx(apa["rm_gold_accuracy"], abs=1e-9)
 
     # Another preset into the same folder is refused: its runs would be scored differently.
     assert cli.main(["policy", "sweep", "--preset", "smoke", "--seeds", "0", "--out", str(out),

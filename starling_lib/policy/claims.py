@@ -378,9 +378,10 @@ def safety_claim(frame: pd.DataFrame) -> dict:
     starts = frame[(frame.kind == "start") & frame.base_start & frame.base_rm]
     best = best_settings(frame)
     dpo = frame[(frame.kind == "run") & (frame.method == "DPO") & frame.base_start & frame.base_rm]
-    rows = [("SFT start", starts.iloc[:1])] if len(starts) else []
-    rows += [(m, p.iloc[:1]) for m, p in best.groupby("method", sort=False)]
-    rows += [("DPO", dpo.iloc[:1])] if len(dpo) else []
+    first = lambda part: part.sort_values("seed", kind="stable").iloc[:1]  # noqa: E731 - the lowest seed's run
+    rows = [("SFT start", first(starts))] if len(starts) else []
+    rows += [(m, first(p)) for m, p in best.groupby("method", sort=False)]
+    rows += [("DPO", first(dpo))] if len(dpo) else []
     tuned = frame[(frame.kind == "run") & frame.base_start & frame.base_rm & frame.all_params]
     rows += [(f"all {len(tuned)} tuned runs, pooled", tuned)] if len(tuned) > 1 else []
     table = {}

@@ -104,11 +104,15 @@ def append_line(out_dir: Path, line: dict) -> None:
 
 
 def lines_of_runs(lines: list[dict], run_ids) -> list[dict]:
-    """The lines of ``run_ids`` and of the starts they were tuned from (with the same reward model)."""
-    run_ids = set(run_ids)
-    runs = [line for line in lines if line["kind"] == "run" and line["id"] in run_ids]
-    used = {(line["start"], line["rm"]) for line in runs}
-    return [line for line in lines if line["kind"] == "start" and (line["start"], line["rm"]) in used] + runs
+    """The lines of ``run_ids``, in that order, after the starts they were tuned from (with the same
+    reward model), in the order the runs first use them. The file holds lines in the order runs
+    ended, which depends on how many ran side by side; this order does not."""
+    position = {rid: i for i, rid in enumerate(dict.fromkeys(run_ids))}
+    runs = sorted((line for line in lines if line["kind"] == "run" and line["id"] in position),
+                  key=lambda line: position[line["id"]])
+    used = list(dict.fromkeys((line["start"], line["rm"]) for line in runs))
+    starts = {(line["start"], line["rm"]): line for line in lines if line["kind"] == "start"}
+    return [starts[key] for key in used if key in starts] + runs
 
 
 def results_frame(out_dir_or_lines) -> pd.DataFrame:
