@@ -35,7 +35,7 @@ import os
 import sys
 from pathlib import Path
 
-from starling_lib.cli_common import add_common_flags, add_preset_flag
+from starling_lib.cli_common import add_common_flags, add_preset_flag, load_preset
 from starling_lib.cli_common import print_json as _print_json
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -137,14 +137,12 @@ def _print_metrics(metrics: dict, as_json: bool) -> None:
 
 
 def _rm_preset(args):
-    from .config import get_preset
-
     overrides = list(args.set)
     if getattr(args, "loss", None):
         overrides.append(f"reward.loss_type={args.loss}")
     if getattr(args, "backbone", None):
         overrides.append(f"reward.backbone={args.backbone}")
-    return get_preset(args.preset, overrides)
+    return load_preset(args.preset, overrides)
 
 
 def cmd_rm_train(args) -> int:
@@ -203,12 +201,11 @@ def _write_preset(run_dir, preset) -> None:
 
 
 def cmd_sft_train(args) -> int:
-    from .config import get_preset
     from .paths import runs_dir
     from .policy.pipeline import load_policy, sft_rows
     from .policy.sft import train_sft
 
-    preset = get_preset(args.preset, list(args.set) + ([f"sft.answers={args.answers}"] if args.answers else []))
+    preset = load_preset(args.preset, list(args.set) + ([f"sft.answers={args.answers}"] if args.answers else []))
     rows = sft_rows(preset, args.data)
     out = args.out or runs_dir() / "sft" / preset.name
     print(f"sft train: {min(len(rows), preset.sft.n_prompts)} prompts ({preset.sft.answers} answers), "
@@ -222,11 +219,10 @@ def cmd_sft_train(args) -> int:
 
 
 def cmd_dpo_train(args) -> int:
-    from .config import get_preset
     from .paths import runs_dir
     from .policy.dpo import dpo_pairs, train_dpo
 
-    preset = get_preset(args.preset, list(args.set) + ([f"dpo.pair_rule={args.pairs}"] if args.pairs else []))
+    preset = load_preset(args.preset, list(args.set) + ([f"dpo.pair_rule={args.pairs}"] if args.pairs else []))
     pairs = dpo_pairs(preset, args.data)
     out = Path(args.out) if args.out else runs_dir() / "dpo" / preset.name
     print(f"dpo train: {len(pairs)} pairs ({preset.dpo.pair_rule}) from {pairs.n_rows} rankings, beta {preset.dpo.beta}, "
@@ -238,14 +234,13 @@ def cmd_dpo_train(args) -> int:
 
 
 def cmd_apa_train(args) -> int:
-    from .config import get_preset
     from .paths import runs_dir
     from .policy.pipeline import load_policy, policy_prompts
     from .policy.train import check_config, train_policy
     from .reward.train import load_trained
 
     overrides = list(args.set) + ([f"policy.algo={args.algo}"] if args.algo else [])
-    preset = get_preset(args.preset, overrides)
+    preset = load_preset(args.preset, overrides)
     check_config(preset.policy)  # before anything is loaded
     prompts, gold_fn = policy_prompts(preset, args.data)
     policy, tokenizer = load_policy(preset, args.policy)
@@ -264,10 +259,9 @@ def cmd_apa_train(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from .config import get_preset
     from .policy.plan import STRATEGIES, plan_memory
 
-    plan = plan_memory(get_preset(args.preset, args.set), gpus=args.gpus, strategies=args.strategy or STRATEGIES,
+    plan = plan_memory(load_preset(args.preset, args.set), gpus=args.gpus, strategies=args.strategy or STRATEGIES,
                        gpu_memory_gib=args.gpu_memory_gib, layout=args.layout, shard_frozen=args.shard_frozen,
                        rollout_batch=args.rollout_batch)
     _print_report(plan, args.json)
@@ -285,6 +279,7 @@ def _int_list(text: str) -> list[int]:
 def cmd_policy_sweep(args) -> int:
     from .policy.sweep import run_sweep
 
+    load_preset(args.preset, args.set)  # runtime.num_threads for this process and the runs it starts
     report = run_sweep(args.preset, args.grid, args.seeds, args.out, overrides=args.set, sft_dir=args.sft,
                        rm_dir=args.reward_model, eval_seeds=args.eval_seeds,
                        log=lambda line: print(line, file=sys.stderr), progress=False if args.json else None)

@@ -24,6 +24,17 @@ def _strict(value):
     return value
 
 
+def load_preset(name: str, overrides=()):
+    """``get_preset(name, overrides)`` with its ``runtime.num_threads`` applied to this process
+    (:func:`starling_lib.precision.apply_threads`): what every command runs with."""
+    from starling_lib.config import get_preset
+    from starling_lib.precision import apply_threads
+
+    preset = get_preset(name, list(overrides))
+    apply_threads(preset.runtime)
+    return preset
+
+
 def print_json(payload) -> None:
     """``payload`` as indented strict JSON (non-finite floats as ``null``, other objects as ``str``)."""
     print(json.dumps(_strict(payload), indent=2, default=str))

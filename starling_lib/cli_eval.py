@@ -38,9 +38,9 @@ def _stderr(line: str) -> None:
 
 
 def _preset(args):
-    from .config import get_preset
+    from .cli_common import load_preset
 
-    return get_preset(args.preset, args.set)
+    return load_preset(args.preset, args.set)
 
 
 def _judge_options(args) -> dict:

@@ -37,7 +37,10 @@ class RuntimeConfig:
     bf16: bool | None = None
     """Old alias of ``dtype``: ``true`` = ``bf16``, ``false`` = ``fp32``; ``None`` defers to ``dtype``."""
     num_threads: int | None = None
-    """torch intra-op threads; ``None`` keeps torch's default (all cores)."""
+    """torch intra-op threads, and ``OMP_NUM_THREADS`` for the processes a run starts; ``None`` keeps
+    torch's default (all cores). Applied by every ``starling`` command and passed by ``starling
+    reproduce`` to each notebook's kernel; in your own script, call
+    :func:`starling_lib.precision.apply_threads` with the preset's ``runtime``."""
     parallel_runs: int | None = None
     """Independent runs of a study (learning-curve points, algorithms x seeds, sweep settings) side by
     side in worker processes, each with its share of the threads (:mod:`starling_lib.parallel`).

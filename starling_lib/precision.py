@@ -70,6 +70,28 @@ class Precision:
 _USED: dict[tuple[str, str], Precision] = {}
 
 
+def apply_threads(runtime=None) -> int:
+    """Apply ``runtime.num_threads``: torch's intra-op threads in this process, and
+    ``OMP_NUM_THREADS`` for the processes it starts (map_runs' spawned workers, notebook kernels,
+    torchrun's ranks). ``None`` leaves both as they are. Returns the threads torch uses now.
+    The CLI applies it for every command and ``starling reproduce`` passes it to each notebook's
+    kernel; a script of your own calls this after ``get_preset``."""
+    threads = thread_setting(runtime)
+    if threads is not None:
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    return torch.get_num_threads()
+
+
+def thread_setting(runtime=None) -> int | None:
+    """``runtime.num_threads``, checked: ``None`` or a number >= 1 (a ``ValueError`` naming the field otherwise)."""
+    threads = getattr(runtime, "num_threads", None)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"runtime.num_threads: {threads!r}; give a number of threads >= 1, or null for torch's "
+                         "default (all cores)")
+    return threads
+
+
 def resolve_device(runtime=None) -> torch.device:
     """``auto`` (or ``None``) is CUDA when available, else CPU; any other string is a torch device
     string; a ``RuntimeConfig`` gives its ``device``."""

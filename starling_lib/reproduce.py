@@ -75,12 +75,11 @@ def reproduce(preset: str = "tiny", only=None, seed: int = 0, figures_dir: Path 
     """
     import papermill
 
-    from .config import get_preset
-
-    from .config import DEFAULT_PRESET
+    from .config import DEFAULT_PRESET, get_preset
+    from .precision import thread_setting
 
     overrides = list(overrides)
-    get_preset(preset, overrides)  # ValueError naming the bad override
+    threads = thread_setting(get_preset(preset, overrides).runtime)  # ValueError naming a bad override
     notebooks = numbered_notebooks(only, notebooks_dir)
     out_dir = Path(runs_dir or paths.runs_dir()) / preset
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -101,6 +100,8 @@ def reproduce(preset: str = "tiny", only=None, seed: int = 0, figures_dir: Path 
     # Our kernelspec comes first on JUPYTER_PATH, only while the notebooks run.
     existing = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != kernel_path]
     environment = {"STARLING_RUNS": str(out_dir.parent), "JUPYTER_PATH": os.pathsep.join([kernel_path, *existing])}
+    if threads is not None:  # runtime.num_threads: each kernel's torch starts with that many threads
+        environment["OMP_NUM_THREADS"] = str(threads)
     runs = []
     for i, notebook in enumerate(notebooks, 1):
         output = out_dir / notebook.name

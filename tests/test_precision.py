@@ -1,6 +1,8 @@
 """The compute dtype: ``auto`` from the hardware's bf16 support, explicit choices, the old alias, the
 environment override, and autocast. Flags are fed in as text, so every CPU runs every case."""
 
+import os
+
 import pytest
 import torch
 
@@ -91,3 +93,34 @@ def test_device_and_record():
     record = precision_record()
     assert record["cpu"] and record["cpu_bf16_reason"]
     assert any(r["dtype"] == "fp32" and r["device"] == "cpu" for r in record["resolved"])
+
+
+def test_num_threads_is_applied_checked_and_reaches_child_processes(monkeypatch):
+    from starling_lib.precision import apply_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    before = torch.get_num_threads()
+    try:
+        assert apply_threads(RuntimeConfig()) == before and os.environ["OMP_NUM_THREADS"] == "1"  # None: as it was
+        assert apply_threads(RuntimeConfig(num_threads=3)) == 3 == torch.get_num_threads()
+        assert os.environ["OMP_NUM_THREADS"] == "3"  # for spawned workers, kernels, torchrun ranks
+        for bad in (0, -2, True, "2", 1.5):
+            with pytest.raises(ValueError, match="runtime.num_threads"):
+                apply_threads(RuntimeConfig(num_threads=bad))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_every_command_runs_with_the_presets_threads(monkeypatch, capsys):
+    from starling_lib import cli
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    before = torch.get_num_threads()
+    try:
+        assert cli.main(["plan", "--preset", "smoke", "--set", "runtime.num_threads=3", "--json"]) == 0
+        assert torch.get_num_threads() == 3 and os.environ["OMP_NUM_THREADS"] == "3"
+        capsys.readouterr()
+        assert cli.main(["rm", "train", "--preset", "smoke", "--set", "runtime.num_threads=0"]) != 0
+        assert "runtime.num_threads: 0" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)

@@ -29,7 +29,9 @@ def notebooks(tmp_path):
               "from starling_lib import plotting",
               "plotting.start_notebook('01_ok', preset=preset, seed=seed, figures_dir=figures_dir)",
               "fig, ax = plt.subplots(); ax.plot([1, 2]); plotting.save_fig(fig, '01_line')\n"
-              "plotting.save_results({'preset_seen': preset, 'seed_seen': seed, 'overrides_seen': overrides})")
+              "import torch\n"
+              "plotting.save_results({'preset_seen': preset, 'seed_seen': seed, 'overrides_seen': overrides,\n"
+              "                       'threads_seen': torch.get_num_threads()})")
     _notebook(folder / "02_fails.ipynb", "x = 1", "y = 2", "raise ValueError('boom in the third code cell')")
     (folder / "scratch.ipynb").write_text("{}")  # not numbered: never run
     return folder
@@ -47,12 +49,16 @@ def test_parameters_reach_the_notebook_and_outputs_land_in_the_given_folders(not
     runs = tmp_path / "runs"
     figures = runs / "smoke" / "figures"  # not figures/: that folder holds the committed tiny figures
     monkeypatch.delenv("STARLING_FIGURES", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
     lines = []
     done = reproduce(preset="smoke", only="01", seed=5, runs_dir=runs,
-                     notebooks_dir=notebooks, log=lines.append, overrides=["bias.judge=simulated"])
+                     notebooks_dir=notebooks, log=lines.append,
+                     overrides=["bias.judge=simulated", "runtime.num_threads=1"])
     assert [r.notebook for r in done] == ["01_ok.ipynb"]
     results = json.loads((figures / "01_results.json").read_text())
-    assert results["results"] == {"preset_seen": "smoke", "seed_seen": 5, "overrides_seen": ["bias.judge=simulated"]}
+    # runtime.num_threads reaches the kernel's torch (which would inherit OMP_NUM_THREADS=2 from here)
+    assert results["results"] == {"preset_seen": "smoke", "seed_seen": 5, "threads_seen": 1,
+                                  "overrides_seen": ["bias.judge=simulated", "runtime.num_threads=1"]}
     assert json.loads((figures / "MANIFEST.json").read_text())["01_line"]["preset"] == "smoke"
     assert (runs / "smoke" / "01_ok.ipynb").exists()
     assert lines[0] == f"figures of preset smoke -> {figures} (figures/ is the tiny preset's)"
