@@ -129,7 +129,14 @@ def cmd_experiments_pointwise(args) -> int:
     return EXIT_OK
 
 
+def _main_process() -> bool:
+    """False in a rank other than 0 of a torchrun / accelerate launch: one process prints a command's result."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _print_metrics(metrics: dict, as_json: bool) -> None:
+    if not _main_process():
+        return
     if as_json:
         _print_json(metrics)
     else:
@@ -246,9 +253,10 @@ def cmd_apa_train(args) -> int:
     policy, tokenizer = load_policy(preset, args.policy)
     reward_model, reward_tokenizer = load_trained(args.reward_model)
     out = Path(args.out) if args.out else runs_dir() / "policy" / f"{preset.name}-{preset.policy.algo}"
-    print(f"apa train: {preset.policy.algo}, {len(prompts)} prompts, {preset.policy.iterations} iterations x "
-          f"{preset.policy.prompts_per_iteration} prompts, policy {args.policy or preset.policy_model.name_or_path or 'tiny (untrained)'}, "
-          f"reward model {args.reward_model}, out {out}", file=sys.stderr)
+    if _main_process():
+        print(f"apa train: {preset.policy.algo}, {len(prompts)} prompts, {preset.policy.iterations} iterations x "
+              f"{preset.policy.prompts_per_iteration} prompts, policy {args.policy or preset.policy_model.name_or_path or 'tiny (untrained)'}, "
+              f"reward model {args.reward_model}, out {out}", file=sys.stderr)
 
     # A progress bar per iteration (proxy / gold reward, KL) on stderr; none under --json.
     run = train_policy(preset, prompts, policy, tokenizer, reward_model, reward_tokenizer, out, gold_fn=gold_fn,

@@ -181,6 +181,7 @@ def _rm_run(tmp_path, name, prompts_per_batch, processes=1, extra=()):
                              capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
                              timeout=400)
         assert run.returncode == 0, run.stderr[-3000:]
+        assert json.loads(run.stdout)["steps"] == 3  # one result on stdout: rank 0's, not one per process
     records = [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
     return records, _weights(tmp_path / name / "final")
 
