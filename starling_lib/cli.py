@@ -202,7 +202,7 @@ def _write_preset(run_dir, preset) -> None:
     """The run's preset, and the precision it computed in (dtype, why, the CPU), as ``preset.json``."""
     from .precision import precision_record
 
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one process writes
+    if _main_process():  # under torchrun, one process writes
         record = {**preset.to_dict(), "precision": precision_record()}
         (run_dir / "preset.json").write_text(json.dumps(record, indent=2) + "\n")
 
